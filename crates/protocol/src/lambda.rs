@@ -1,0 +1,272 @@
+//! The lambda protocol: events the gateway POSTs, actions the lambda answers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::close::CloseReason;
+use crate::names::Topic;
+
+/// `{"id":..,"state":..}` in every event.
+#[derive(Debug, Serialize)]
+pub struct StreamRef<'a> {
+    pub id: &'a str,
+    pub state: Option<&'a RawValue>,
+}
+
+/// One message inside a `batch` event.
+#[derive(Debug, Serialize)]
+pub struct BatchMessage<'a> {
+    pub topic: &'a str,
+    pub id: &'a str,
+    pub data: &'a RawValue,
+}
+
+/// An event sent to a lambda.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event<'a> {
+    Open {
+        stream: StreamRef<'a>,
+        transport: &'a str,
+        params: &'a Map<String, Value>,
+        headers: &'a Map<String, Value>,
+        remote_addr: &'a str,
+    },
+    Message {
+        stream: StreamRef<'a>,
+        topic: &'a str,
+        id: &'a str,
+        data: &'a RawValue,
+    },
+    Batch {
+        stream: StreamRef<'a>,
+        messages: Vec<BatchMessage<'a>>,
+    },
+    ClientMessage {
+        stream: StreamRef<'a>,
+        data: &'a RawValue,
+    },
+    Timer {
+        stream: StreamRef<'a>,
+        name: &'a str,
+        fired_at_ms: u64,
+    },
+    Close {
+        stream: StreamRef<'a>,
+        reason: CloseReason,
+    },
+}
+
+impl Event<'_> {
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Serializing borrowed, already-valid JSON into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Writes `{"v":1,"app":"..","events":[e1,e2,..]}` from already-encoded events.
+pub fn request_body(app: &str, events: &[&[u8]]) -> Vec<u8> {
+    let len: usize = events.iter().map(|e| e.len() + 1).sum();
+    let mut out = Vec::with_capacity(len + app.len() + 32);
+    out.extend_from_slice(b"{\"v\":1,\"app\":");
+    crate::write_json_str(&mut out, app);
+    out.extend_from_slice(b",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// How a subscribed topic's messages reach the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Deliver {
+    #[default]
+    Lambda,
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dedup {
+    pub window_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    pub max_messages: u32,
+    pub max_delay_ms: u64,
+}
+
+fn default_reject_code() -> u16 {
+    403
+}
+fn default_close_code() -> u16 {
+    4000
+}
+
+/// One action in a lambda's answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    Accept {},
+    Reject {
+        #[serde(default = "default_reject_code")]
+        code: u16,
+        #[serde(default)]
+        reason: String,
+    },
+    Subscribe {
+        topic: Topic,
+        deliver: Option<Deliver>,
+        rate_limit: Option<RateLimit>,
+        dedup: Option<Dedup>,
+        batch: Option<BatchSpec>,
+    },
+    Unsubscribe {
+        topic: Topic,
+    },
+    Push {
+        data: Box<RawValue>,
+        event: Option<String>,
+    },
+    Publish {
+        topic: Topic,
+        data: Box<RawValue>,
+        dedup_key: Option<String>,
+    },
+    SetState {
+        state: Box<RawValue>,
+    },
+    Timer {
+        name: String,
+        every_ms: Option<u64>,
+        after_ms: Option<u64>,
+    },
+    CancelTimer {
+        name: String,
+    },
+    Buffer {
+        sink: String,
+        data: Box<RawValue>,
+    },
+    Close {
+        #[serde(default = "default_close_code")]
+        code: u16,
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+/// Why one action was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid action: {0}")]
+pub struct ActionError(pub String);
+
+impl Action {
+    /// Reads one action and checks the rules serde cannot express.
+    pub fn parse(raw: &RawValue) -> Result<Self, ActionError> {
+        let a: Action = serde_json::from_str(raw.get()).map_err(|e| ActionError(e.to_string()))?;
+        match &a {
+            Action::Reject { code, .. } if !(400..=599).contains(code) => {
+                Err(ActionError(format!("reject code {code} is not 400-599")))
+            }
+            Action::Close { code, .. } if !(4000..=4999).contains(code) => {
+                Err(ActionError(format!("close code {code} is not 4000-4999")))
+            }
+            Action::Timer {
+                every_ms, after_ms, ..
+            } if every_ms.is_some() == after_ms.is_some() => Err(ActionError(
+                "timer needs exactly one of every_ms, after_ms".into(),
+            )),
+            Action::Timer { name, .. } | Action::CancelTimer { name }
+                if name.is_empty() || name.len() > 128 =>
+            {
+                Err(ActionError("timer name must be 1-128 bytes".into()))
+            }
+            Action::Subscribe {
+                rate_limit: Some(r),
+                ..
+            } if !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0 => Err(
+                ActionError("rate_limit needs per_second > 0 and burst >= 1".into()),
+            ),
+            Action::Subscribe { batch: Some(b), .. } if b.max_messages == 0 => {
+                Err(ActionError("batch.max_messages must be at least 1".into()))
+            }
+            _ => Ok(a),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Accept {} => "accept",
+            Action::Reject { .. } => "reject",
+            Action::Subscribe { .. } => "subscribe",
+            Action::Unsubscribe { .. } => "unsubscribe",
+            Action::Push { .. } => "push",
+            Action::Publish { .. } => "publish",
+            Action::SetState { .. } => "set_state",
+            Action::Timer { .. } => "timer",
+            Action::CancelTimer { .. } => "cancel_timer",
+            Action::Buffer { .. } => "buffer",
+            Action::Close { .. } => "close",
+        }
+    }
+}
+
+/// Why a lambda's whole answer was refused (a lambda failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("answer is not valid JSON of the form {{\"results\":[{{\"actions\":[..]}},..]}}: {0}")]
+    Invalid(String),
+    #[error("answer has {got} results for {expected} events")]
+    WrongCount { expected: usize, got: usize },
+}
+
+#[derive(Deserialize)]
+struct RawResponse {
+    results: Vec<RawResult>,
+}
+
+#[derive(Deserialize)]
+struct RawResult {
+    #[serde(default)]
+    actions: Vec<Box<RawValue>>,
+}
+
+/// The actions of one event: each parsed on its own, so one bad action is
+/// skipped while the others still apply.
+pub type EventResult = Vec<Result<Action, ActionError>>;
+
+/// Reads a lambda's answer to `expected` events.
+pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<EventResult>, ResponseError> {
+    let raw: RawResponse =
+        serde_json::from_slice(body).map_err(|e| ResponseError::Invalid(e.to_string()))?;
+    if raw.results.len() != expected {
+        return Err(ResponseError::WrongCount {
+            expected,
+            got: raw.results.len(),
+        });
+    }
+    Ok(raw
+        .results
+        .into_iter()
+        .map(|r| r.actions.iter().map(|a| Action::parse(a)).collect())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

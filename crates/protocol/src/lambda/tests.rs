@@ -1,0 +1,104 @@
+use super::*;
+use proptest::prelude::*;
+
+#[test]
+fn parses_answer_and_skips_bad_actions() {
+    let body = br#"{"results":[{"actions":[{"type":"accept"},{"type":"subscribe","topic":"a/1","deliver":"direct"},{"type":"nope"},{"type":"close","code":12}]},{"actions":[]}]}"#;
+    let r = parse_response(body, 2).unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(matches!(r[0][0], Ok(Action::Accept {})));
+    assert!(matches!(
+        &r[0][1],
+        Ok(Action::Subscribe {
+            deliver: Some(Deliver::Direct),
+            ..
+        })
+    ));
+    assert!(r[0][2].is_err());
+    assert!(r[0][3].is_err());
+    assert!(r[1].is_empty());
+}
+
+#[test]
+fn whole_answer_errors() {
+    assert!(matches!(
+        parse_response(b"<html>", 1),
+        Err(ResponseError::Invalid(_))
+    ));
+    assert!(matches!(
+        parse_response(br#"{"results":[]}"#, 1),
+        Err(ResponseError::WrongCount {
+            expected: 1,
+            got: 0
+        })
+    ));
+}
+
+#[test]
+fn action_rules() {
+    let p = |s: &str| Action::parse(&serde_json::from_str::<Box<RawValue>>(s).unwrap());
+    assert!(p(r#"{"type":"subscribe","topic":"bad topic"}"#).is_err());
+    assert!(p(r#"{"type":"timer","name":"t","every_ms":1,"after_ms":2}"#).is_err());
+    assert!(p(r#"{"type":"timer","name":"t","every_ms":1000}"#).is_ok());
+    assert!(p(r#"{"type":"reject","code":200}"#).is_err());
+    assert!(matches!(
+        p(r#"{"type":"reject"}"#),
+        Ok(Action::Reject { code: 403, .. })
+    ));
+    assert!(matches!(
+        p(r#"{"type":"close"}"#),
+        Ok(Action::Close { code: 4000, .. })
+    ));
+    assert!(
+        p(r#"{"type":"subscribe","topic":"t","rate_limit":{"per_second":0,"burst":1}}"#).is_err()
+    );
+}
+
+#[test]
+fn events_serialize_to_protocol_shapes() {
+    let state = serde_json::value::to_raw_value(&serde_json::json!({"n":1})).unwrap();
+    let data = serde_json::value::to_raw_value(&serde_json::json!("hi")).unwrap();
+    let e = Event::Message {
+        stream: StreamRef {
+            id: "s1",
+            state: Some(&state),
+        },
+        topic: "t",
+        id: "5",
+        data: &data,
+    };
+    let v: Value = serde_json::from_slice(&e.to_vec()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"message","stream":{"id":"s1","state":{"n":1}},"topic":"t","id":"5","data":"hi"})
+    );
+    let c = Event::Close {
+        stream: StreamRef {
+            id: "s1",
+            state: None,
+        },
+        reason: CloseReason::SlowConsumer,
+    };
+    let v: Value = serde_json::from_slice(&c.to_vec()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"close","stream":{"id":"s1","state":null},"reason":"slow_consumer"})
+    );
+    let body = request_body("app", &[b"{}", b"[]"]);
+    assert_eq!(body, br#"{"v":1,"app":"app","events":[{},[]]}"#);
+}
+
+proptest! {
+    #[test]
+    fn parse_response_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), n in 0usize..4) {
+        let _ = parse_response(&bytes, n);
+    }
+
+    #[test]
+    fn parse_response_never_panics_on_jsonish(
+        s in r#"\{"results":\[(\{"actions":\[(\{"type":"(accept|reject|subscribe|push|publish|close|timer|x)"(,"(topic|code|data|name|every_ms|state)":(1|"a/b"|null|\{\}|-5|4001))*\},?){0,3}\]\},?){0,3}\]\}"#,
+        n in 0usize..4,
+    ) {
+        let _ = parse_response(s.as_bytes(), n);
+    }
+}
