@@ -1,0 +1,103 @@
+//! The broker: publishes messages, assigns their ids (positions), keeps
+//! history, and delivers messages of topics this node is interested in to the
+//! topic router. `memory` is the embedded default.
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use switchboard_protocol::publish::Publication;
+use switchboard_protocol::{client, cursor, Topic};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a broker does for the gateway. Implementations deliver each message of
+/// a watched topic to the [`crate::router::TopicRouter`], in id order per topic.
+pub trait Broker: Send + Sync + 'static {
+    /// Names the broker's store; cursors from another epoch cannot be resumed.
+    fn epoch(&self) -> &str;
+    fn is_ready(&self) -> bool;
+    /// Publishes in order; answers each message's id. A repeated
+    /// (topic, dedup_key) within the window answers the first id instead.
+    fn publish(
+        &self,
+        messages: Vec<Publication>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<str>>, BrokerError>>;
+    /// This node has local interest in `topic`; resolves once the broker confirms it.
+    fn watch(&self, topic: &Topic) -> BoxFuture<'_, Result<(), BrokerError>>;
+    /// The last local stream on `topic` left.
+    fn unwatch(&self, topic: &Topic);
+    /// The id of the newest message on `topic` ("0" if none yet).
+    fn position(&self, topic: &Topic) -> BoxFuture<'_, Result<Arc<str>, BrokerError>>;
+}
+
+/// A published message as every subscriber on this node shares it. The
+/// encodings for direct delivery are made once, on first use, and shared.
+#[derive(Debug)]
+pub struct Message {
+    pub topic: Topic,
+    pub id: Arc<str>,
+    pub data: Box<RawValue>,
+    epoch: Arc<str>,
+    cursor: OnceLock<String>,
+    ws_tail: OnceLock<Bytes>,
+    sse_tail: OnceLock<Bytes>,
+}
+
+impl Message {
+    pub fn new(topic: Topic, id: Arc<str>, data: Box<RawValue>, epoch: Arc<str>) -> Self {
+        Self {
+            topic,
+            id,
+            data,
+            epoch,
+            cursor: OnceLock::new(),
+            ws_tail: OnceLock::new(),
+            sse_tail: OnceLock::new(),
+        }
+    }
+
+    /// The cursor of a stream that follows only this message's topic.
+    pub fn single_topic_cursor(&self) -> &str {
+        self.cursor.get_or_init(|| {
+            let mut c = String::with_capacity(
+                self.epoch.len() + self.topic.as_str().len() + self.id.len() + 2,
+            );
+            c.push_str(&self.epoch);
+            cursor::push_entry(&mut c, self.topic.as_str(), &self.id);
+            c
+        })
+    }
+
+    /// `,"topic":..,"data":..}`: the shared tail of a WebSocket event frame.
+    pub fn ws_tail(&self) -> &Bytes {
+        self.ws_tail.get_or_init(|| {
+            Bytes::from(client::topic_event_tail(
+                self.topic.as_str(),
+                self.data.get().as_bytes(),
+            ))
+        })
+    }
+
+    /// `data: ..\n\n`: the shared tail of an SSE event.
+    pub fn sse_tail(&self) -> &Bytes {
+        self.sse_tail.get_or_init(|| {
+            let d = self.data.get().as_bytes();
+            let mut v = Vec::with_capacity(d.len() + 8);
+            v.extend_from_slice(b"data: ");
+            v.extend_from_slice(d);
+            v.extend_from_slice(b"\n\n");
+            Bytes::from(v)
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! Command line: subcommands and flags (PROTOCOL.md "Command line"), each flag
+//! with its environment twin. Flags win over env, env over the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Stateful real-time gateway: holds client streams (WebSocket, SSE) and pub/sub subscriptions, and lets stateless HTTP lambdas decide what happens."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Publish one message through a running gateway's publish API.
+    Publish(PublishArgs),
+    /// Lambda tools.
+    Lambda {
+        #[command(subcommand)]
+        command: LambdaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LambdaCommand {
+    /// Send a scripted series of events to a lambda and validate every answer
+    /// against the protocol; exit 0 if all are valid, 1 with diagnostics if not.
+    Check {
+        /// The lambda's URL, e.g. http://127.0.0.1:9000/lambda.php
+        url: String,
+        /// App name to put in the requests.
+        #[arg(long, default_value = "check")]
+        app: String,
+        /// Per-request timeout in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML config file (see docs/configuration.md). Flags and env override its keys.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for clients, publishers and operators. Default 127.0.0.1:8080.
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub listen: Option<String>,
+    /// An app as NAME=LAMBDA_URL (repeatable; env: comma-separated). NAME=direct has no
+    /// lambda: a stream's `topic` param (comma-separated) subscribes it directly.
+    /// With no app at all, the app `pubsub` runs as NAME=direct.
+    #[arg(long = "app", env = "SWITCHBOARD_APPS", value_delimiter = ',')]
+    pub apps: Vec<String>,
+    /// Broker: `memory` (embedded, the default), later nats://HOST:PORT or redis://HOST:PORT.
+    #[arg(long, env = "SWITCHBOARD_BROKER")]
+    pub broker: Option<String>,
+    /// Key that publishers must send as `Authorization: Bearer KEY` to POST /v1/publish.
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
+    pub publish_key: Option<String>,
+    /// Key for the admin API (GET /v1/admin/apps). Without one, admin endpoints answer 403.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+    /// Allow publishing without a key on a non-loopback listener.
+    #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS_PUBLISH")]
+    pub allow_anonymous_publish: bool,
+    /// Log level filter, e.g. `info`, `switchboard=debug`. Env: SWITCHBOARD_LOG.
+    #[arg(long, env = "SWITCHBOARD_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Publish key, sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
+    pub key: Option<String>,
+    /// Optional dedup key: a repeat within the dedup window is not published again.
+    #[arg(long)]
+    pub dedup_key: Option<String>,
+    /// Topic, e.g. `news` or `live_video_comment/1234`.
+    pub topic: String,
+    /// The message's data, as JSON, e.g. '{"hello":1}'.
+    pub json: String,
+}

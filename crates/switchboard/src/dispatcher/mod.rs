@@ -1,0 +1,229 @@
+//! The dispatcher, one per app: gathers events of many streams into one lambda
+//! request (up to `max_batch`, over a short window while calls are in flight),
+//! retries with backoff and jitter, and hands each stream its result.
+//! A stream never has two events here at once; the stream enforces that.
+
+pub mod client;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchboard_protocol::lambda::{self, Action, EventResult};
+use switchboard_protocol::publish;
+use switchboard_protocol::AppName;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::{Duration, Instant};
+use tokio_util::task::TaskTracker;
+
+pub use client::{CallError, LambdaClient};
+
+use crate::broker::Broker;
+use crate::ops::config::LambdaConfig;
+use crate::ops::metrics::AppStats;
+use crate::stream::outbox::Outbox;
+
+pub type LambdaOutcome = Result<EventResult, CallError>;
+
+/// Where an event's result goes.
+pub enum Reply {
+    Stream {
+        outbox: Arc<Outbox>,
+        slot: u32,
+    },
+    /// The stream is gone (a `close` event): only `publish` actions apply.
+    Detached,
+}
+
+pub struct Job {
+    /// The event, already encoded with the stream's current state.
+    pub event: Vec<u8>,
+    pub reply: Reply,
+}
+
+/// Events waiting for a lambda call, per app.
+const QUEUE: usize = 65_536;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    tx: mpsc::Sender<Job>,
+}
+
+struct Worker {
+    app: AppName,
+    cfg: LambdaConfig,
+    client: LambdaClient,
+    broker: Arc<dyn Broker>,
+    stats: Arc<AppStats>,
+    calls: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    pub fn start(
+        app: AppName,
+        cfg: LambdaConfig,
+        client: LambdaClient,
+        broker: Arc<dyn Broker>,
+        stats: Arc<AppStats>,
+        tracker: &TaskTracker,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let calls = Arc::new(Semaphore::new(cfg.max_concurrency));
+        let worker = Arc::new(Worker {
+            app,
+            cfg,
+            client,
+            broker,
+            stats,
+            calls,
+        });
+        tracker.spawn(worker.run(rx, tracker.clone()));
+        Self { tx }
+    }
+
+    /// Queues an event; a full queue fails it at once (counted, `on_failure` applies).
+    pub fn submit(&self, job: Job) {
+        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
+            self.tx.try_send(job)
+        {
+            reply(job.reply, Err(CallError::Overloaded));
+        }
+    }
+}
+
+fn reply(to: Reply, outcome: LambdaOutcome) {
+    if let Reply::Stream { outbox, slot } = to {
+        outbox.push_lambda(slot, outcome);
+    }
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, tracker: TaskTracker) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            // Gather over a window only while calls are in flight: an idle
+            // lambda gets each event at once, a busy one gets full batches.
+            let busy = self.calls.available_permits() < self.cfg.max_concurrency;
+            let deadline = Instant::now()
+                + if busy {
+                    self.cfg.batch_window
+                } else {
+                    Duration::ZERO
+                };
+            while batch.len() < self.cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(j)) => batch.push(j),
+                            _ => break,
+                        }
+                    }
+                }
+            }
+            let Ok(permit) = self.calls.clone().acquire_owned().await else {
+                break;
+            };
+            let this = self.clone();
+            tracker.spawn(async move {
+                this.call(batch).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn call(&self, batch: Vec<Job>) {
+        let events: Vec<&[u8]> = batch.iter().map(|j| j.event.as_slice()).collect();
+        let body = Bytes::from(lambda::request_body(self.app.as_str(), &events));
+        let n = batch.len();
+        let mut last = CallError::Timeout;
+        for attempt in 0..=self.cfg.retries {
+            if attempt > 0 {
+                self.stats.lambda_retries.inc();
+                tokio::time::sleep(backoff(self.cfg.backoff, attempt)).await;
+            }
+            let started = Instant::now();
+            let answer = self.cfg_post(body.clone()).await;
+            self.stats.lambda_calls.inc();
+            self.stats.lambda_events.add(n as u64);
+            self.stats
+                .lambda_micros
+                .add(started.elapsed().as_micros() as u64);
+            let parsed = answer.and_then(|b| {
+                lambda::parse_response(&b, n).map_err(|e| CallError::BadAnswer(e.to_string()))
+            });
+            match parsed {
+                Ok(results) => {
+                    for (job, result) in batch.into_iter().zip(results) {
+                        self.deliver(job.reply, result);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.stats.lambda_failures.inc();
+                    tracing::warn!(app = %self.app, attempt, error = %e, "lambda call failed");
+                    last = e;
+                }
+            }
+        }
+        self.stats.lambda_gave_up.inc();
+        for job in batch {
+            reply(job.reply, Err(last.clone()));
+        }
+    }
+
+    async fn cfg_post(&self, body: Bytes) -> Result<Bytes, CallError> {
+        self.client
+            .post(&self.cfg.url, body, self.cfg.timeout)
+            .await
+    }
+
+    fn deliver(&self, to: Reply, result: EventResult) {
+        match to {
+            Reply::Stream { outbox, slot } => outbox.push_lambda(slot, Ok(result)),
+            Reply::Detached => {
+                let publications: Vec<_> = result
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        Ok(Action::Publish {
+                            topic,
+                            data,
+                            dedup_key,
+                        }) => publish::validate(topic.as_str(), data, dedup_key).ok(),
+                        _ => None,
+                    })
+                    .collect();
+                if !publications.is_empty() {
+                    let broker = self.broker.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = broker.publish(publications).await {
+                            tracing::warn!(error = %e, "publish from a close event failed");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `base * 2^(attempt-1)`, times a jitter factor in [0.5, 1.5).
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(10));
+    exp.mul_f64(0.5 + rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter() {
+        let b = Duration::from_millis(100);
+        for _ in 0..100 {
+            let d1 = backoff(b, 1);
+            assert!(d1 >= Duration::from_millis(50) && d1 < Duration::from_millis(150));
+            let d3 = backoff(b, 3);
+            assert!(d3 >= Duration::from_millis(200) && d3 < Duration::from_millis(600));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The top-level wiring: the one place that knows every part. Builds the
+//! broker, router, apps and their dispatchers from a validated [`Config`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use switchboard_protocol::AppName;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::memory::{HistoryLimits, MemoryBroker};
+use crate::broker::Broker;
+use crate::dispatcher::{Dispatcher, LambdaClient};
+use crate::ops::config::{BrokerUrl, Config, OnFailure};
+use crate::ops::metrics::{AppStats, NodeStats};
+use crate::router::TopicRouter;
+
+/// One app: its lambda (if any) and its counters.
+pub struct App {
+    pub name: AppName,
+    pub dispatcher: Option<Dispatcher>,
+    pub on_failure: OnFailure,
+    pub forward_headers: Vec<String>,
+    pub stats: Arc<AppStats>,
+}
+
+/// Everything shared by all connections of this node.
+pub struct Gateway {
+    pub config: Config,
+    pub apps: HashMap<AppName, Arc<App>>,
+    pub broker: Arc<dyn Broker>,
+    pub router: Arc<TopicRouter>,
+    pub node: NodeStats,
+    /// Cancelled when the drain starts.
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub lambda_client: LambdaClient,
+    draining: AtomicBool,
+    node_id: String,
+    next_stream: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Arc<Self> {
+        let router = Arc::new(TopicRouter::default());
+        let broker: Arc<dyn Broker> = match config.broker {
+            BrokerUrl::Memory => Arc::new(MemoryBroker::new(
+                router.clone(),
+                HistoryLimits::default(),
+                config.limits.publish_dedup_window,
+            )),
+        };
+        let tracker = TaskTracker::new();
+        let lambda_client = LambdaClient::default();
+        let apps = config
+            .apps
+            .iter()
+            .map(|a| {
+                let stats = Arc::new(AppStats::default());
+                let dispatcher = a.lambda.as_ref().map(|l| {
+                    Dispatcher::start(
+                        a.name.clone(),
+                        l.clone(),
+                        lambda_client.clone(),
+                        broker.clone(),
+                        stats.clone(),
+                        &tracker,
+                    )
+                });
+                let app = App {
+                    name: a.name.clone(),
+                    dispatcher,
+                    on_failure: a.lambda.as_ref().map(|l| l.on_failure).unwrap_or_default(),
+                    forward_headers: a
+                        .lambda
+                        .as_ref()
+                        .map(|l| l.forward_headers.clone())
+                        .unwrap_or_default(),
+                    stats,
+                };
+                (a.name.clone(), Arc::new(app))
+            })
+            .collect();
+        Arc::new(Self {
+            config,
+            apps,
+            broker,
+            router,
+            node: NodeStats::default(),
+            shutdown: CancellationToken::new(),
+            tracker,
+            lambda_client,
+            draining: AtomicBool::new(false),
+            node_id: format!("{:08x}", rand::random::<u32>()),
+            next_stream: AtomicU64::new(1),
+        })
+    }
+
+    /// A stream id unique across nodes and restarts (random node prefix).
+    pub fn next_stream_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.node_id,
+            self.next_stream.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    pub fn app(&self, name: &str) -> Option<&Arc<App>> {
+        self.apps.get(name)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Starts the drain: no new streams; every connection closes its streams.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.shutdown.cancel();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.broker.is_ready()
+    }
+
+    /// Apps sorted by name, for metrics output.
+    pub fn apps_sorted(&self) -> Vec<(&str, &AppStats)> {
+        let mut v: Vec<_> = self
+            .apps
+            .values()
+            .map(|a| (a.name.as_str(), &*a.stats))
+            .collect();
+        v.sort_by_key(|(n, _)| *n);
+        v
+    }
+}

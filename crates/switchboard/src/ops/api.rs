@@ -1,0 +1,131 @@
+//! Operator and publisher endpoints: health, readiness, metrics, admin, publish.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request};
+use serde_json::{json, Map, Value};
+use switchboard_protocol::publish::PublishBody;
+use switchboard_protocol::MAX_PUBLISH_BODY;
+
+use crate::gateway::Gateway;
+use crate::ops::metrics;
+use crate::transport::http::{json_error, json_response, text_response, Response};
+
+pub fn readyz(gw: &Gateway) -> Response {
+    if gw.is_ready() {
+        text_response(200, "text/plain", "ready\n".into())
+    } else {
+        text_response(503, "text/plain", "not ready\n".into())
+    }
+}
+
+pub fn metrics(gw: &Gateway) -> Response {
+    let text = metrics::render_prometheus(&gw.node, &gw.apps_sorted());
+    text_response(200, "text/plain; version=0.0.4", text)
+}
+
+/// Checks `Authorization: Bearer KEY`: None when allowed, else the error response.
+fn check_key(headers: &HeaderMap, key: &str) -> Option<Response> {
+    let Some(given) = headers.get(hyper::header::AUTHORIZATION) else {
+        return Some(json_error(
+            401,
+            "unauthorized",
+            "missing Authorization: Bearer <key>",
+        ));
+    };
+    let given = given
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), key.as_bytes()) {
+        return Some(json_error(403, "forbidden", "wrong key"));
+    }
+    None
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn admin_apps(gw: &Gateway, headers: &HeaderMap) -> Response {
+    let Some(key) = &gw.config.admin_key else {
+        return json_error(403, "forbidden", "no admin key is configured");
+    };
+    if let Some(denied) = check_key(headers, key) {
+        return denied;
+    }
+    let apps: Map<String, Value> = gw
+        .apps_sorted()
+        .into_iter()
+        .map(|(name, stats)| {
+            let mut v = metrics::app_json(stats);
+            let lambda = gw
+                .config
+                .apps
+                .iter()
+                .find(|a| a.name.as_str() == name)
+                .and_then(|a| a.lambda.as_ref());
+            v["lambda"] = lambda.map_or(Value::Null, |l| json!(l.url.to_string()));
+            (name.to_owned(), v)
+        })
+        .collect();
+    json_response(200, &json!({ "apps": apps }))
+}
+
+pub async fn publish(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
+    let resp = publish_inner(gw, req).await;
+    if resp.status() == 200 {
+        // Counted per message inside; nothing to add.
+    } else {
+        gw.node.publish_errors.inc();
+    }
+    resp
+}
+
+async fn publish_inner(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
+    if let Some(key) = &gw.config.publish_key {
+        if let Some(denied) = check_key(req.headers(), key) {
+            return denied;
+        }
+    }
+    if !gw.broker.is_ready() {
+        return json_error(503, "broker_unavailable", "the broker is not connected");
+    }
+    let body = match Limited::new(req.into_body(), MAX_PUBLISH_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return json_error(
+                413,
+                "body_too_large",
+                &format!("a publish body holds at most {MAX_PUBLISH_BODY} bytes"),
+            )
+        }
+        Err(_) => return json_error(400, "bad_body", "could not read the request body"),
+    };
+    let parsed = match PublishBody::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return json_error(e.status, e.code, &e.message),
+    };
+    let n = parsed.messages.len();
+    match gw.broker.publish(parsed.messages).await {
+        Ok(ids) => {
+            gw.node.published.add(n as u64);
+            if parsed.single {
+                json_response(200, &json!({ "id": ids.first().map(|i| &**i) }))
+            } else {
+                let ids: Vec<&str> = ids.iter().map(|i| &**i).collect();
+                json_response(200, &json!({ "ids": ids }))
+            }
+        }
+        Err(e) => json_error(503, "broker_unavailable", &e.to_string()),
+    }
+}

@@ -1,0 +1,343 @@
+//! Configuration: the TOML file's raw shape, merged with flags and env, then
+//! validated into typed settings before anything binds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use switchboard_protocol::AppName;
+
+use crate::cli::ServeArgs;
+
+/// Keys of the config file. Every field is optional; defaults are in [`Config`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub broker: Option<String>,
+    pub publish_key: Option<String>,
+    pub admin_key: Option<String>,
+    pub allow_anonymous_publish: Option<bool>,
+    pub log: Option<String>,
+    /// Milliseconds a drain may take after SIGTERM/SIGINT. Default 10000.
+    pub drain_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub apps: BTreeMap<String, RawApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest client frame in bytes. Default 65536.
+    pub max_frame_bytes: Option<usize>,
+    /// Streams one WebSocket connection may hold. Default 100.
+    pub max_streams_per_connection: Option<usize>,
+    /// Largest serialized stream state in bytes. Default 16384.
+    pub max_state_bytes: Option<usize>,
+    /// Topic messages queued per connection before the slow-consumer policy applies. Default 1024.
+    pub outbound_queue: Option<usize>,
+    /// Keepalive ping interval in milliseconds. Default 30000.
+    pub keepalive_ms: Option<u64>,
+    /// Window in which a repeated publish `dedup_key` is not published again, ms. Default 120000.
+    pub publish_dedup_window_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// The lambda's URL, or "direct" for an app without a lambda.
+    pub lambda: String,
+    /// Per-call timeout, ms. Default 5000.
+    pub timeout_ms: Option<u64>,
+    /// Retries after a failed call. Default 2.
+    pub retries: Option<u32>,
+    /// First retry delay, ms, doubled each retry, with jitter. Default 50.
+    pub backoff_ms: Option<u64>,
+    /// `drop` | `deliver_raw` | `close`. Default `drop`.
+    pub on_failure: Option<OnFailure>,
+    /// Most events in one lambda request. Default 100.
+    pub max_batch: Option<usize>,
+    /// How long to gather events into a batch, microseconds. Default 500.
+    pub batch_window_us: Option<u64>,
+    /// Lambda requests in flight at once for this app. Default 64.
+    pub max_concurrency: Option<usize>,
+    /// Request headers forwarded in `open` events. Default authorization, cookie, user-agent, accept-language.
+    pub forward_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    #[default]
+    Drop,
+    DeliverRaw,
+    Close,
+}
+
+/// Validated settings of the whole gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub broker: BrokerUrl,
+    pub publish_key: Option<String>,
+    pub admin_key: Option<String>,
+    pub log: String,
+    pub drain_timeout: Duration,
+    pub limits: Limits,
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BrokerUrl {
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_streams_per_connection: usize,
+    pub max_state_bytes: usize,
+    pub outbound_queue: usize,
+    pub keepalive: Duration,
+    pub publish_dedup_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub name: AppName,
+    /// None: a direct app without a lambda.
+    pub lambda: Option<LambdaConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub url: hyper::Uri,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub on_failure: OnFailure,
+    pub max_batch: usize,
+    pub batch_window: Duration,
+    pub max_concurrency: usize,
+    pub forward_headers: Vec<String>,
+}
+
+const DEFAULT_HEADERS: [&str; 4] = ["authorization", "cookie", "user-agent", "accept-language"];
+
+impl Config {
+    /// Reads the file named by the flags (if any), applies flags and env, validates.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let raw = match &args.config {
+            Some(path) => read_file(path)?,
+            None => RawConfig::default(),
+        };
+        Self::from_parts(raw, args)
+    }
+
+    pub fn from_parts(mut raw: RawConfig, args: &ServeArgs) -> anyhow::Result<Self> {
+        for spec in &args.apps {
+            let (name, url) = spec.split_once('=').with_context(|| {
+                format!("--app {spec:?}: expected NAME=LAMBDA_URL or NAME=direct")
+            })?;
+            raw.apps.insert(
+                name.to_owned(),
+                RawApp {
+                    lambda: url.to_owned(),
+                    ..RawApp::default()
+                },
+            );
+        }
+        if raw.apps.is_empty() {
+            raw.apps.insert(
+                "pubsub".into(),
+                RawApp {
+                    lambda: "direct".into(),
+                    ..RawApp::default()
+                },
+            );
+        }
+        let listen_text = args
+            .listen
+            .clone()
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| format!("listen address {listen_text:?} is not IP:PORT"))?;
+        let broker = match args
+            .broker
+            .as_deref()
+            .or(raw.broker.as_deref())
+            .unwrap_or("memory")
+        {
+            "memory" => BrokerUrl::Memory,
+            other => bail!("broker {other:?} is not supported by this build (use `memory`)"),
+        };
+        let publish_key = args
+            .publish_key
+            .clone()
+            .or(raw.publish_key)
+            .filter(|k| !k.is_empty());
+        let admin_key = args
+            .admin_key
+            .clone()
+            .or(raw.admin_key)
+            .filter(|k| !k.is_empty());
+        let anonymous =
+            args.allow_anonymous_publish || raw.allow_anonymous_publish.unwrap_or(false);
+        if publish_key.is_none() && !listen.ip().is_loopback() && !anonymous {
+            bail!(
+                "listening on {listen} (not loopback) needs a publish key (--publish-key) \
+                 or an explicit --allow-anonymous-publish"
+            );
+        }
+        let l = raw.limits;
+        let limits = Limits {
+            max_frame_bytes: positive(l.max_frame_bytes, 64 * 1024, "limits.max_frame_bytes")?,
+            max_streams_per_connection: positive(
+                l.max_streams_per_connection,
+                100,
+                "limits.max_streams_per_connection",
+            )?,
+            max_state_bytes: positive(l.max_state_bytes, 16 * 1024, "limits.max_state_bytes")?,
+            outbound_queue: positive(l.outbound_queue, 1024, "limits.outbound_queue")?,
+            keepalive: Duration::from_millis(positive(
+                l.keepalive_ms,
+                30_000,
+                "limits.keepalive_ms",
+            )?),
+            publish_dedup_window: Duration::from_millis(
+                l.publish_dedup_window_ms.unwrap_or(120_000),
+            ),
+        };
+        let apps = raw
+            .apps
+            .into_iter()
+            .map(|(name, app)| app_config(&name, app))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            listen,
+            broker,
+            publish_key,
+            admin_key,
+            log: args
+                .log
+                .clone()
+                .or(raw.log)
+                .unwrap_or_else(|| "info".into()),
+            drain_timeout: Duration::from_millis(raw.drain_timeout_ms.unwrap_or(10_000)),
+            limits,
+            apps,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+fn positive<T: Default + PartialEq + Copy + std::fmt::Display>(
+    v: Option<T>,
+    default: T,
+    key: &str,
+) -> anyhow::Result<T> {
+    match v {
+        Some(v) if v == T::default() => bail!("{key} must be greater than 0"),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+fn app_config(name: &str, raw: RawApp) -> anyhow::Result<AppConfig> {
+    let name = AppName::new(name).with_context(|| format!("app {name:?}"))?;
+    if raw.lambda == "direct" {
+        return Ok(AppConfig { name, lambda: None });
+    }
+    let url: hyper::Uri = raw
+        .lambda
+        .parse()
+        .with_context(|| format!("app {name}: lambda URL {:?}", raw.lambda))?;
+    if url.scheme_str() != Some("http") || url.host().is_none() {
+        bail!(
+            "app {name}: lambda URL {:?} must be http://HOST[:PORT]/PATH (or `direct`)",
+            raw.lambda
+        );
+    }
+    let lambda = LambdaConfig {
+        url,
+        timeout: Duration::from_millis(positive(raw.timeout_ms, 5_000, "timeout_ms")?),
+        retries: raw.retries.unwrap_or(2),
+        backoff: Duration::from_millis(raw.backoff_ms.unwrap_or(50)),
+        on_failure: raw.on_failure.unwrap_or_default(),
+        max_batch: positive(raw.max_batch, 100, "max_batch")?,
+        batch_window: Duration::from_micros(raw.batch_window_us.unwrap_or(500)),
+        max_concurrency: positive(raw.max_concurrency, 64, "max_concurrency")?,
+        forward_headers: raw
+            .forward_headers
+            .unwrap_or_else(|| DEFAULT_HEADERS.iter().map(|h| h.to_string()).collect())
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+    };
+    Ok(AppConfig {
+        name,
+        lambda: Some(lambda),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs::default()
+    }
+
+    #[test]
+    fn bare_start_runs_pubsub_on_loopback() {
+        let c = Config::from_parts(RawConfig::default(), &args()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.apps.len(), 1);
+        assert_eq!(c.apps[0].name.as_str(), "pubsub");
+        assert!(c.apps[0].lambda.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let raw: RawConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n[apps.a]\nlambda = \"http://127.0.0.1:1/x\"\nmax_batch = 7\non_failure = \"close\"\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.listen = Some("127.0.0.1:9001".into());
+        let c = Config::from_parts(raw, &a).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        let l = c.apps[0].lambda.as_ref().unwrap();
+        assert_eq!(l.max_batch, 7);
+        assert_eq!(l.on_failure, OnFailure::Close);
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(toml::from_str::<RawConfig>("nope = 1").is_err());
+        let mut a = args();
+        a.listen = Some("0.0.0.0:8080".into());
+        assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+        a.allow_anonymous_publish = true;
+        assert!(Config::from_parts(RawConfig::default(), &a).is_ok());
+        let mut a = args();
+        a.apps = vec!["Bad=direct".into()];
+        assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+        a.apps = vec!["ok=ftp://x".into()];
+        assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+        a.apps = vec!["ok".into()];
+        assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Every metric in one place: per-app counters (the capacity cost of each
+//! capability) and node-wide ones, rendered as Prometheus text and as the
+//! admin API's JSON. Hand-rolled atomics, because both views must read the
+//! same numbers and labels are only ever app names (a bounded set).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde_json::{json, Map, Value};
+
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! stats {
+    ($(#[$m:meta])* $name:ident { $($field:ident : $ty:ident = $help:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Default, Debug)]
+        pub struct $name { $(pub $field: $ty,)* }
+        impl $name {
+            /// (field name, kind, help, value) for each metric.
+            pub fn each(&self) -> Vec<(&'static str, &'static str, &'static str, i64)> {
+                vec![$((stringify!($field), kind_of::<$ty>(), $help, self.$field.get() as i64),)*]
+            }
+        }
+    };
+}
+
+trait Kind {
+    const KIND: &'static str;
+}
+impl Kind for Counter {
+    const KIND: &'static str = "counter";
+}
+impl Kind for Gauge {
+    const KIND: &'static str = "gauge";
+}
+fn kind_of<T: Kind>() -> &'static str {
+    T::KIND
+}
+
+stats!(
+    /// What one app costs: streams, lambda work, deliveries and drops by cause.
+    AppStats {
+        streams: Gauge = "Open streams",
+        streams_opened: Counter = "Streams accepted",
+        streams_rejected: Counter = "Opens rejected (by the lambda, unknown app or failure)",
+        subscriptions: Gauge = "Live topic subscriptions of this app's streams",
+        lambda_calls: Counter = "HTTP requests to the lambda, retries included",
+        lambda_events: Counter = "Events sent to the lambda, retries included",
+        lambda_micros: Counter = "Microseconds spent waiting for lambda answers",
+        lambda_failures: Counter = "Failed lambda requests (status, timeout, connect, bad answer)",
+        lambda_retries: Counter = "Lambda requests retried",
+        lambda_gave_up: Counter = "Lambda batches that failed after every retry (on_failure applied)",
+        events_in: Counter = "Events that entered this app's streams (client frames, topic messages)",
+        events_out: Counter = "Event frames sent to clients",
+        pushes: Counter = "Push actions applied",
+        publishes: Counter = "Publish actions applied",
+        direct_deliveries: Counter = "Topic messages delivered without a lambda call",
+        invalid_actions: Counter = "Lambda actions skipped as unknown or invalid",
+        drops_slow_consumer: Counter = "Streams closed because their client fell behind",
+        drops_lambda_failure: Counter = "Events dropped after a lambda failure",
+    }
+);
+
+stats!(
+    /// Node-wide figures.
+    NodeStats {
+        connections: Gauge = "Open client connections (WebSocket and SSE)",
+        ws_connections_total: Counter = "WebSocket connections accepted",
+        sse_connections_total: Counter = "SSE connections accepted",
+        bad_frames: Counter = "Malformed client frames answered with an error",
+        published: Counter = "Messages published through the publish API",
+        publish_errors: Counter = "Publish API requests refused",
+        bytes_out: Counter = "Bytes of frames and SSE chunks written to clients",
+    }
+);
+
+/// Renders Prometheus text exposition.
+pub fn render_prometheus(node: &NodeStats, apps: &[(&str, &AppStats)]) -> String {
+    let mut out = String::with_capacity(4096);
+    for (name, kind, help, v) in node.each() {
+        let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\nswitchboard_{name} {v}");
+    }
+    if let Some((_, first)) = apps.first() {
+        for (i, (name, kind, help, _)) in first.each().into_iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "# HELP switchboard_app_{name} {help}\n# TYPE switchboard_app_{name} {kind}"
+            );
+            for (app, stats) in apps {
+                let v = stats.each()[i].3;
+                let _ = writeln!(out, "switchboard_app_{name}{{app=\"{app}\"}} {v}");
+            }
+        }
+    }
+    out
+}
+
+/// One app's figures as JSON, for `GET /v1/admin/apps`.
+pub fn app_json(stats: &AppStats) -> Value {
+    let mut m = Map::new();
+    for (name, _, _, v) in stats.each() {
+        m.insert(name.into(), json!(v));
+    }
+    let calls = stats.lambda_calls.get();
+    let avg = if calls == 0 {
+        0.0
+    } else {
+        stats.lambda_micros.get() as f64 / calls as f64 / 1000.0
+    };
+    m.insert("lambda_latency_avg_ms".into(), json!(avg));
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_each_app() {
+        let node = NodeStats::default();
+        node.published.add(3);
+        let a = AppStats::default();
+        a.pushes.add(2);
+        let b = AppStats::default();
+        let text = render_prometheus(&node, &[("a", &a), ("b", &b)]);
+        assert!(text.contains("switchboard_published 3\n"));
+        assert!(text.contains("switchboard_app_pushes{app=\"a\"} 2\n"));
+        assert!(text.contains("switchboard_app_pushes{app=\"b\"} 0\n"));
+        assert!(text.contains("# TYPE switchboard_app_streams gauge"));
+        assert_eq!(app_json(&a)["pushes"], 2);
+    }
+}

@@ -1,0 +1,49 @@
+//! Lambda actions, one file per kind: adding an action is one file and one
+//! match arm. Each applies to one stream, in the order the lambda gave.
+
+mod close;
+mod publish;
+mod push;
+mod set_state;
+mod subscribe;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use switchboard_protocol::lambda::Action;
+
+use super::{Connection, CursorText, Out};
+
+/// Applies `action` to the stream in `slot`. Break: the stream is closed.
+pub(super) async fn apply(
+    conn: &mut Connection,
+    slot: u32,
+    action: Action,
+    cursor: Option<&Arc<CursorText>>,
+    out: &mut Vec<Out>,
+) -> ControlFlow<()> {
+    match action {
+        Action::Subscribe { topic, deliver, .. } => {
+            subscribe::subscribe(conn, slot, topic, deliver).await
+        }
+        Action::Unsubscribe { topic } => subscribe::unsubscribe(conn, slot, &topic),
+        Action::Push { data, event } => push::apply(conn, slot, data, event, cursor, out),
+        Action::Publish {
+            topic,
+            data,
+            dedup_key,
+        } => publish::apply(conn, slot, topic, data, dedup_key).await,
+        Action::SetState { state } => set_state::apply(conn, slot, state),
+        Action::Close { code, reason } => return close::apply(conn, slot, code, reason, out),
+        Action::Accept {} | Action::Reject { .. } => {
+            conn.invalid_action(slot, "accept and reject apply only to an open event");
+        }
+        other @ (Action::Timer { .. } | Action::CancelTimer { .. } | Action::Buffer { .. }) => {
+            conn.invalid_action(
+                slot,
+                &format!("action {:?} is not supported by this version", other.kind()),
+            );
+        }
+    }
+    ControlFlow::Continue(())
+}

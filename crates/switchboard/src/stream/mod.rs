@@ -1,0 +1,754 @@
+//! Streams: each client connection's task owns its streams (subscriptions,
+//! state, cursor positions, queued lambda events) in a [`Connection`], which
+//! knows no framing: it turns client frames, topic messages and lambda
+//! answers into [`Out`]s that a transport encodes.
+
+pub mod action;
+pub mod outbox;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use switchboard_protocol::client::{ClientFrame, ErrorCode};
+use switchboard_protocol::lambda::{Action, Deliver, Event, EventResult, StreamRef};
+use switchboard_protocol::{cursor, AppName, CloseReason, StreamName, Topic};
+
+use crate::broker::Message;
+use crate::dispatcher::{Job, LambdaOutcome, Reply};
+use crate::gateway::{App, Gateway};
+use crate::ops::config::OnFailure;
+use crate::router::Subscriber;
+use outbox::{Inbound, Outbox};
+
+/// Lambda events queued per stream before it counts as a slow consumer.
+const MAX_PENDING_EVENTS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Ws,
+    Sse,
+}
+
+impl Transport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Sse => "sse",
+        }
+    }
+}
+
+/// The body of an event frame.
+pub enum Body {
+    /// A topic message delivered as published: its encodings are shared.
+    Topic(Arc<Message>),
+    /// A push's data.
+    Data(Box<RawValue>),
+}
+
+/// An event frame's `id`.
+pub enum CursorText {
+    /// A single-topic stream's cursor: the message's shared one.
+    Shared(Arc<Message>),
+    Owned(String),
+}
+
+impl CursorText {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Shared(m) => m.single_topic_cursor(),
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+/// What a connection tells its client, before framing.
+pub enum Out {
+    Opened {
+        stream: StreamName,
+    },
+    Rejected {
+        stream: StreamName,
+        code: u16,
+        reason: String,
+    },
+    Event {
+        stream: StreamName,
+        cursor: Option<Arc<CursorText>>,
+        event: Option<String>,
+        body: Body,
+    },
+    Closed {
+        stream: StreamName,
+        code: u16,
+        reason: String,
+    },
+    Error {
+        stream: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+    Pong,
+}
+
+struct Subscription {
+    topic: Topic,
+    deliver: Deliver,
+    /// Id of the last message of this topic the stream has passed.
+    position: Arc<str>,
+}
+
+enum Pending {
+    Open { params: Map<String, Value> },
+    Message(Arc<Message>),
+    ClientMessage(Box<RawValue>),
+}
+
+enum Phase {
+    Opening,
+    Open,
+}
+
+pub struct Stream {
+    name: StreamName,
+    id: String,
+    app: Arc<App>,
+    phase: Phase,
+    state: Option<Box<RawValue>>,
+    subs: Vec<Subscription>,
+    pending: VecDeque<Pending>,
+    in_flight: Option<Pending>,
+}
+
+/// How a client stream ends, as the client and the lambda see it.
+pub struct Ending {
+    pub reason: CloseReason,
+    pub code: u16,
+    pub text: String,
+}
+
+impl Ending {
+    pub fn of(reason: CloseReason) -> Self {
+        Self {
+            reason,
+            code: reason.code(),
+            text: reason.as_str().to_owned(),
+        }
+    }
+}
+
+/// The streams of one client connection.
+pub struct Connection {
+    gw: Arc<Gateway>,
+    pub outbox: Arc<Outbox>,
+    transport: Transport,
+    headers: Map<String, Value>,
+    remote_addr: String,
+    streams: HashMap<u32, Stream>,
+    names: HashMap<StreamName, u32>,
+    next_slot: u32,
+    inbox: VecDeque<Inbound>,
+}
+
+impl Connection {
+    /// `headers`: the request's headers, lowercased; each app forwards its allowlist.
+    pub fn new(
+        gw: Arc<Gateway>,
+        transport: Transport,
+        headers: Map<String, Value>,
+        remote_addr: String,
+    ) -> Self {
+        let outbox = Arc::new(Outbox::new(gw.config.limits.outbound_queue));
+        Self {
+            gw,
+            outbox,
+            transport,
+            headers,
+            remote_addr,
+            streams: HashMap::new(),
+            names: HashMap::new(),
+            next_slot: 0,
+            inbox: VecDeque::new(),
+        }
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Handles one client frame.
+    pub async fn on_frame(&mut self, frame: ClientFrame, out: &mut Vec<Out>) {
+        match frame {
+            ClientFrame::Ping => out.push(Out::Pong),
+            ClientFrame::Open {
+                stream,
+                app,
+                params,
+                resume,
+            } => self.open(stream, app, params, resume, out).await,
+            ClientFrame::Send { stream, data } => match self.names.get(&stream).copied() {
+                Some(slot) => self.client_message(slot, data, out).await,
+                None => out.push(unknown_stream(&stream)),
+            },
+            ClientFrame::Close { stream } => match self.names.get(&stream).copied() {
+                Some(slot) => self.close_stream(slot, Ending::of(CloseReason::Client), out),
+                None => out.push(unknown_stream(&stream)),
+            },
+        }
+    }
+
+    /// Opens a stream (a WebSocket `open`, the `?app=` shortcut, or an SSE request).
+    pub async fn open(
+        &mut self,
+        name: StreamName,
+        app: AppName,
+        params: Map<String, Value>,
+        _resume: Option<String>,
+        out: &mut Vec<Out>,
+    ) {
+        if self.names.contains_key(&name) {
+            out.push(Out::Error {
+                stream: Some(name.as_str().to_owned()),
+                code: ErrorCode::StreamExists,
+                message: format!("stream {name} is already open on this connection"),
+            });
+            return;
+        }
+        if self.streams.len() >= self.gw.config.limits.max_streams_per_connection {
+            out.push(Out::Error {
+                stream: Some(name.as_str().to_owned()),
+                code: ErrorCode::TooManyStreams,
+                message: format!(
+                    "a connection holds at most {} streams",
+                    self.gw.config.limits.max_streams_per_connection
+                ),
+            });
+            return;
+        }
+        let Some(app) = self.gw.app(app.as_str()).cloned() else {
+            out.push(Out::Rejected {
+                stream: name,
+                code: 404,
+                reason: format!("unknown app {app}"),
+            });
+            return;
+        };
+        if self.gw.is_draining() {
+            app.stats.streams_rejected.inc();
+            out.push(Out::Rejected {
+                stream: name,
+                code: 503,
+                reason: "gateway is draining".into(),
+            });
+            return;
+        }
+        let slot = self.next_slot;
+        self.next_slot = self.next_slot.wrapping_add(1);
+        let stream = Stream {
+            name: name.clone(),
+            id: self.gw.next_stream_id(),
+            app: app.clone(),
+            phase: Phase::Opening,
+            state: None,
+            subs: Vec::new(),
+            pending: VecDeque::new(),
+            in_flight: None,
+        };
+        self.names.insert(name.clone(), slot);
+        self.streams.insert(slot, stream);
+        if app.dispatcher.is_some() {
+            if let Some(s) = self.streams.get_mut(&slot) {
+                s.pending.push_back(Pending::Open { params });
+            }
+            self.pump(slot);
+            return;
+        }
+        // A direct app: `params.topic`, comma-separated, subscribes the stream.
+        let topics = match direct_topics(&params) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.forget(slot);
+                app.stats.streams_rejected.inc();
+                out.push(Out::Rejected {
+                    stream: name,
+                    code: 400,
+                    reason,
+                });
+                return;
+            }
+        };
+        for topic in topics {
+            self.subscribe(slot, topic, Deliver::Direct).await;
+        }
+        self.mark_open(slot, out);
+    }
+
+    fn mark_open(&mut self, slot: u32, out: &mut Vec<Out>) {
+        if let Some(s) = self.streams.get_mut(&slot) {
+            s.phase = Phase::Open;
+            s.app.stats.streams_opened.inc();
+            s.app.stats.streams.add(1);
+            out.push(Out::Opened {
+                stream: s.name.clone(),
+            });
+        }
+    }
+
+    async fn client_message(&mut self, slot: u32, data: Box<RawValue>, out: &mut Vec<Out>) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        s.app.stats.events_in.inc();
+        if s.app.dispatcher.is_none() {
+            // No lambda to hear it: say so rather than drop it silently.
+            out.push(Out::Error {
+                stream: Some(s.name.as_str().to_owned()),
+                code: ErrorCode::BadFrame,
+                message: format!(
+                    "app {} has no lambda; \"send\" is not available",
+                    s.app.name
+                ),
+            });
+            return;
+        }
+        if s.pending.len() >= MAX_PENDING_EVENTS {
+            self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
+            return;
+        }
+        s.pending.push_back(Pending::ClientMessage(data));
+        self.pump(slot);
+    }
+
+    /// Handles everything the router and the dispatcher queued for this connection.
+    pub async fn on_inbox(&mut self, out: &mut Vec<Out>) {
+        let taken = self.outbox.take(&mut self.inbox);
+        let mut inbox = std::mem::take(&mut self.inbox);
+        while let Some(item) = inbox.pop_front() {
+            match item {
+                Inbound::Message { slot, msg } => self.on_message(slot, msg, out),
+                Inbound::Lambda { slot, outcome } => self.on_lambda(slot, outcome, out).await,
+            }
+        }
+        self.inbox = inbox;
+        if taken.overflowed {
+            // Messages were refused for this connection: every stream on it missed some.
+            let slots: Vec<u32> = self.streams.keys().copied().collect();
+            for slot in slots {
+                if let Some(s) = self.streams.get(&slot) {
+                    s.app.stats.drops_slow_consumer.inc();
+                }
+                self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
+            }
+        }
+    }
+
+    fn on_message(&mut self, slot: u32, msg: Arc<Message>, out: &mut Vec<Out>) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) else {
+            return;
+        };
+        s.app.stats.events_in.inc();
+        match s.subs[i].deliver {
+            Deliver::Direct => {
+                s.app.stats.direct_deliveries.inc();
+                deliver_raw(s, i, msg, out);
+            }
+            Deliver::Lambda => {
+                if s.pending.len() >= MAX_PENDING_EVENTS {
+                    s.app.stats.drops_slow_consumer.inc();
+                    self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
+                    return;
+                }
+                s.pending.push_back(Pending::Message(msg));
+                self.pump(slot);
+            }
+        }
+    }
+
+    /// Sends the stream's next queued event to its lambda if none is in flight.
+    fn pump(&mut self, slot: u32) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        if s.in_flight.is_some() {
+            return;
+        }
+        let Some(next) = s.pending.pop_front() else {
+            return;
+        };
+        let Some(dispatcher) = s.app.dispatcher.as_ref() else {
+            return;
+        };
+        let stream = StreamRef {
+            id: &s.id,
+            state: s.state.as_deref(),
+        };
+        let event = match &next {
+            Pending::Open { params } => Event::Open {
+                stream,
+                transport: self.transport.as_str(),
+                params,
+                headers: &forwarded(&self.headers, &s.app.forward_headers),
+                remote_addr: &self.remote_addr,
+            }
+            .to_vec(),
+            Pending::Message(m) => Event::Message {
+                stream,
+                topic: m.topic.as_str(),
+                id: &m.id,
+                data: &m.data,
+            }
+            .to_vec(),
+            Pending::ClientMessage(data) => Event::ClientMessage { stream, data }.to_vec(),
+        };
+        s.in_flight = Some(next);
+        dispatcher.submit(Job {
+            event,
+            reply: Reply::Stream {
+                outbox: self.outbox.clone(),
+                slot,
+            },
+        });
+    }
+
+    async fn on_lambda(&mut self, slot: u32, outcome: LambdaOutcome, out: &mut Vec<Out>) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        let Some(done) = s.in_flight.take() else {
+            return;
+        };
+        match (done, outcome) {
+            (Pending::Open { .. }, Ok(result)) => self.open_answered(slot, result, out).await,
+            (Pending::Open { .. }, Err(e)) => {
+                tracing::warn!(app = %s.app.name, error = %e, "open failed: lambda call failed");
+                s.app.stats.streams_rejected.inc();
+                let name = s.name.clone();
+                self.forget(slot);
+                out.push(Out::Rejected {
+                    stream: name,
+                    code: 502,
+                    reason: "lambda unavailable".into(),
+                });
+                return;
+            }
+            (Pending::Message(msg), Ok(result)) => {
+                let cursor = s
+                    .subs
+                    .iter()
+                    .position(|sub| sub.topic == msg.topic)
+                    .map(|i| advance(s, i, &msg));
+                if self.apply(slot, result, cursor, out).await.is_break() {
+                    return;
+                }
+            }
+            (Pending::ClientMessage(_), Ok(result)) => {
+                if self.apply(slot, result, None, out).await.is_break() {
+                    return;
+                }
+            }
+            (Pending::Message(msg), Err(_)) => {
+                let policy = s.app.on_failure;
+                if let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) {
+                    match policy {
+                        OnFailure::DeliverRaw => deliver_raw(s, i, msg, out),
+                        OnFailure::Drop | OnFailure::Close => {
+                            s.app.stats.drops_lambda_failure.inc();
+                            advance(s, i, &msg);
+                        }
+                    }
+                }
+                if policy == OnFailure::Close {
+                    self.close_stream(slot, Ending::of(CloseReason::Error), out);
+                    return;
+                }
+            }
+            (Pending::ClientMessage(_), Err(_)) => {
+                s.app.stats.drops_lambda_failure.inc();
+                if s.app.on_failure == OnFailure::Close {
+                    self.close_stream(slot, Ending::of(CloseReason::Error), out);
+                    return;
+                }
+            }
+        }
+        self.pump(slot);
+    }
+
+    async fn open_answered(&mut self, slot: u32, result: EventResult, out: &mut Vec<Out>) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        let mut accepted = false;
+        let mut rejection = None;
+        let mut actions = Vec::with_capacity(result.len());
+        for a in result {
+            match a {
+                Ok(Action::Accept {}) => accepted = true,
+                Ok(Action::Reject { code, reason }) => {
+                    rejection.get_or_insert((code, reason));
+                }
+                Ok(other) => actions.push(Ok(other)),
+                Err(e) => actions.push(Err(e)),
+            }
+        }
+        if rejection.is_some() || !accepted {
+            let (code, reason) = rejection.unwrap_or((403, "not accepted".into()));
+            s.app.stats.streams_rejected.inc();
+            let name = s.name.clone();
+            self.forget(slot);
+            out.push(Out::Rejected {
+                stream: name,
+                code,
+                reason,
+            });
+            return;
+        }
+        // Subscriptions and state take effect before `opened`; pushes,
+        // publishes and a close follow it, in the order given.
+        let (setup, after): (Vec<_>, Vec<_>) = actions.into_iter().partition(|a| {
+            matches!(
+                a,
+                Ok(Action::Subscribe { .. } | Action::Unsubscribe { .. } | Action::SetState { .. })
+            )
+        });
+        if self.apply(slot, setup, None, out).await.is_break() {
+            return;
+        }
+        self.mark_open(slot, out);
+        if self.apply(slot, after, None, out).await.is_break() {
+            return;
+        }
+        self.pump(slot);
+    }
+
+    /// Applies one event's actions in order. Break: the stream closed.
+    async fn apply(
+        &mut self,
+        slot: u32,
+        actions: EventResult,
+        cursor: Option<Arc<CursorText>>,
+        out: &mut Vec<Out>,
+    ) -> std::ops::ControlFlow<()> {
+        for a in actions {
+            let flow = match a {
+                Ok(a) => action::apply(self, slot, a, cursor.as_ref(), out).await,
+                Err(e) => {
+                    self.invalid_action(slot, &e.to_string());
+                    std::ops::ControlFlow::Continue(())
+                }
+            };
+            if flow.is_break() {
+                return flow;
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn invalid_action(&self, slot: u32, why: &str) {
+        if let Some(s) = self.streams.get(&slot) {
+            s.app.stats.invalid_actions.inc();
+            tracing::warn!(app = %s.app.name, stream = %s.id, error = why, "lambda action skipped");
+        }
+    }
+
+    /// Subscribes a stream to a topic (or changes its delivery mode).
+    async fn subscribe(&mut self, slot: u32, topic: Topic, deliver: Deliver) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        if let Some(sub) = s.subs.iter_mut().find(|sub| sub.topic == topic) {
+            sub.deliver = deliver;
+            return;
+        }
+        let first = self.gw.router.add(
+            &topic,
+            Subscriber {
+                conn: self.outbox.clone(),
+                slot,
+            },
+        );
+        if first {
+            if let Err(e) = self.gw.broker.watch(&topic).await {
+                tracing::warn!(topic = %topic, error = %e, "broker did not confirm interest");
+            }
+        }
+        let position = self
+            .gw
+            .broker
+            .position(&topic)
+            .await
+            .unwrap_or_else(|_| Arc::from("0"));
+        if let Some(s) = self.streams.get_mut(&slot) {
+            s.app.stats.subscriptions.add(1);
+            s.subs.push(Subscription {
+                topic,
+                deliver,
+                position,
+            });
+        }
+    }
+
+    fn unsubscribe(&mut self, slot: u32, topic: &Topic) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        let Some(i) = s.subs.iter().position(|sub| &sub.topic == topic) else {
+            return;
+        };
+        s.subs.remove(i);
+        s.app.stats.subscriptions.add(-1);
+        if self.gw.router.remove(topic, &self.outbox, slot) {
+            self.gw.broker.unwatch(topic);
+        }
+    }
+
+    /// Ends a stream: leaves its topics, tells the client, gives the lambda `close`.
+    pub fn close_stream(&mut self, slot: u32, ending: Ending, out: &mut Vec<Out>) {
+        let Some(s) = self.streams.get(&slot) else {
+            return;
+        };
+        let was_open = matches!(s.phase, Phase::Open);
+        let name = s.name.clone();
+        if was_open {
+            if let Some(d) = &s.app.dispatcher {
+                let event = Event::Close {
+                    stream: StreamRef {
+                        id: &s.id,
+                        state: s.state.as_deref(),
+                    },
+                    reason: ending.reason,
+                };
+                d.submit(Job {
+                    event: event.to_vec(),
+                    reply: Reply::Detached,
+                });
+            }
+            s.app.stats.streams.add(-1);
+        }
+        self.forget(slot);
+        out.push(Out::Closed {
+            stream: name,
+            code: ending.code,
+            reason: ending.text,
+        });
+    }
+
+    /// Closes every stream (connection gone or drain).
+    pub fn close_all(&mut self, reason: CloseReason, out: &mut Vec<Out>) {
+        let slots: Vec<u32> = self.streams.keys().copied().collect();
+        for slot in slots {
+            self.close_stream(slot, Ending::of(reason), out);
+        }
+    }
+
+    /// Drops a stream's bookkeeping and router entries, without telling anyone.
+    fn forget(&mut self, slot: u32) {
+        let Some(s) = self.streams.remove(&slot) else {
+            return;
+        };
+        self.names.remove(&s.name);
+        for sub in &s.subs {
+            s.app.stats.subscriptions.add(-1);
+            if self.gw.router.remove(&sub.topic, &self.outbox, slot) {
+                self.gw.broker.unwatch(&sub.topic);
+            }
+        }
+    }
+
+    /// Each stream's current cursor, for keepalive pings.
+    pub fn cursors(&self) -> Map<String, Value> {
+        self.streams
+            .values()
+            .map(|s| {
+                (
+                    s.name.as_str().to_owned(),
+                    Value::String(cursor_of(s, &self.gw)),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The transport normally closes streams itself; this is the backstop
+        // that keeps the router from holding a dead connection.
+        let mut out = Vec::new();
+        self.close_all(CloseReason::Client, &mut out);
+        self.outbox.close();
+    }
+}
+
+fn unknown_stream(name: &StreamName) -> Out {
+    Out::Error {
+        stream: Some(name.as_str().to_owned()),
+        code: ErrorCode::UnknownStream,
+        message: format!("no open stream named {name} on this connection"),
+    }
+}
+
+/// Moves the stream past `msg` in its topic and returns its new cursor.
+fn advance(s: &mut Stream, i: usize, msg: &Arc<Message>) -> Arc<CursorText> {
+    s.subs[i].position = msg.id.clone();
+    if s.subs.len() == 1 {
+        return Arc::new(CursorText::Shared(msg.clone()));
+    }
+    let mut c = msg
+        .single_topic_cursor()
+        .split('~')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    for sub in &s.subs {
+        cursor::push_entry(&mut c, sub.topic.as_str(), &sub.position);
+    }
+    Arc::new(CursorText::Owned(c))
+}
+
+fn deliver_raw(s: &mut Stream, i: usize, msg: Arc<Message>, out: &mut Vec<Out>) {
+    let cursor = advance(s, i, &msg);
+    s.app.stats.events_out.inc();
+    out.push(Out::Event {
+        stream: s.name.clone(),
+        cursor: Some(cursor),
+        event: None,
+        body: Body::Topic(msg),
+    });
+}
+
+fn cursor_of(s: &Stream, gw: &Gateway) -> String {
+    let mut c = gw.broker.epoch().to_owned();
+    for sub in &s.subs {
+        cursor::push_entry(&mut c, sub.topic.as_str(), &sub.position);
+    }
+    c
+}
+
+fn forwarded(headers: &Map<String, Value>, allow: &[String]) -> Map<String, Value> {
+    allow
+        .iter()
+        .filter_map(|h| headers.get(h).map(|v| (h.clone(), v.clone())))
+        .collect()
+}
+
+/// Topics named by a direct app's `topic` param.
+fn direct_topics(params: &Map<String, Value>) -> Result<Vec<Topic>, String> {
+    let Some(v) = params.get("topic") else {
+        return Ok(Vec::new());
+    };
+    let Some(text) = v.as_str() else {
+        return Err("param \"topic\" must be a string".into());
+    };
+    text.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| Topic::new(t).map_err(|e| e.to_string()))
+        .collect()
+}

@@ -1,0 +1,231 @@
+//! WebSocket transport: RFC 6455 handshake and framing for client
+//! connections, and the task that runs one connection: reads client frames,
+//! drains the connection's inbox, writes frames vectored (per-stream head +
+//! shared body), sends keepalive pings and closes on drain.
+
+pub mod codec;
+mod encode;
+pub mod handshake;
+#[cfg(test)]
+mod tests;
+
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+use serde_json::{Map, Value};
+use switchboard_protocol::client::{ClientFrame, ErrorCode, ServerFrame};
+use switchboard_protocol::{AppName, CloseReason, StreamName};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Duration, Instant, MissedTickBehavior};
+
+use crate::stream::{Connection, Out};
+use codec::{FrameDecoder, Opcode, WsMessage};
+
+/// Bad frames tolerated within [`BAD_FRAME_WINDOW`] before the connection closes with 1008.
+const MAX_BAD_FRAMES: u32 = 10;
+const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
+/// A write that makes no progress for this long means a dead peer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read per read call.
+const READ_CHUNK: usize = 4096;
+
+/// The `GET /v1/ws?app=..` shortcut: stream "0" opened at once.
+pub struct Shortcut {
+    pub app: AppName,
+    pub params: Map<String, Value>,
+    pub resume: Option<String>,
+}
+
+/// Runs one WebSocket connection until it closes.
+pub async fn run(
+    mut conn: Connection,
+    mut tcp: TcpStream,
+    leftover: Bytes,
+    shortcut: Option<Shortcut>,
+) {
+    let gw = conn.gateway().clone();
+    gw.node.connections.add(1);
+    gw.node.ws_connections_total.inc();
+    let mut rbuf = BytesMut::from(&leftover[..]);
+    let mut decoder = FrameDecoder::new(gw.config.limits.max_frame_bytes);
+    let mut out: Vec<Out> = Vec::new();
+    let mut segs: Vec<Bytes> = Vec::new();
+    let mut bad = BadFrames::default();
+    let keepalive_every = gw.config.limits.keepalive;
+    let mut keepalive = tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let shortcut_name = StreamName::new("0").ok();
+    let mut close_with: Option<(u16, &'static str)> = None;
+    if let (Some(s), Some(name)) = (shortcut, shortcut_name.clone()) {
+        conn.open(name, s.app, s.params, s.resume, &mut out).await;
+    }
+    let mut draining = false;
+    loop {
+        if !out.is_empty() {
+            let shortcut_rejected = out
+                .iter()
+                .any(|o| matches!(o, Out::Rejected { stream, .. } if Some(stream) == shortcut_name.as_ref()));
+            let bytes = encode::frames(out.drain(..), &mut segs);
+            gw.node.bytes_out.add(bytes as u64);
+            if write_all(&mut tcp, &mut segs).await.is_err() {
+                break;
+            }
+            if shortcut_rejected && conn.stream_count() == 0 {
+                close_with = Some((1008, "stream rejected"));
+            }
+        }
+        if let Some((code, reason)) = close_with {
+            send_close(&mut tcp, code, reason).await;
+            break;
+        }
+        tokio::select! {
+            _ = gw.shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.close_all(CloseReason::Shutdown, &mut out);
+                close_with = Some((1012, "shutdown"));
+            }
+            ready = tcp.readable() => {
+                if ready.is_err() {
+                    break;
+                }
+                if rbuf.capacity() - rbuf.len() < READ_CHUNK {
+                    rbuf.reserve(READ_CHUNK);
+                }
+                match tcp.try_read_buf(&mut rbuf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break,
+                }
+                loop {
+                    match decoder.decode(&mut rbuf) {
+                        Ok(None) => break,
+                        Ok(Some(WsMessage::Text(text))) => match ClientFrame::parse(&text) {
+                            Ok(frame) => conn.on_frame(frame, &mut out).await,
+                            Err(e) => {
+                                gw.node.bad_frames.inc();
+                                out.push(Out::Error { stream: e.stream, code: e.code, message: e.message });
+                                if bad.hit() {
+                                    close_with = Some((1008, "too many bad frames"));
+                                    break;
+                                }
+                            }
+                        },
+                        Ok(Some(WsMessage::Binary(_))) => {
+                            gw.node.bad_frames.inc();
+                            out.push(Out::Error {
+                                stream: None,
+                                code: ErrorCode::BadFrame,
+                                message: "binary frames are not part of the protocol; send JSON text".into(),
+                            });
+                            if bad.hit() {
+                                close_with = Some((1008, "too many bad frames"));
+                                break;
+                            }
+                        }
+                        Ok(Some(WsMessage::Ping(payload))) => {
+                            let mut header = [0u8; codec::MAX_HEADER];
+                            let n = codec::write_header(Opcode::Pong, payload.len(), &mut header);
+                            segs.push(Bytes::copy_from_slice(&header[..n]));
+                            segs.push(payload);
+                        }
+                        Ok(Some(WsMessage::Pong(_))) => {}
+                        Ok(Some(WsMessage::Close(_))) => {
+                            conn.close_all(CloseReason::Client, &mut Vec::new());
+                            close_with = Some((1000, ""));
+                            break;
+                        }
+                        Err(e) => {
+                            close_with = Some((e.close_code(), "protocol error"));
+                            break;
+                        }
+                    }
+                }
+                if rbuf.is_empty() {
+                    // Idle connections hold no read buffer.
+                    rbuf = BytesMut::new();
+                }
+                if !segs.is_empty() && write_all(&mut tcp, &mut segs).await.is_err() {
+                    break;
+                }
+            }
+            _ = conn.outbox.ready() => conn.on_inbox(&mut out).await,
+            _ = keepalive.tick() => {
+                let cursors = conn.cursors();
+                out_ping(&cursors, &mut segs);
+            }
+        }
+    }
+    conn.close_all(CloseReason::Client, &mut Vec::new());
+    gw.node.connections.add(-1);
+}
+
+fn out_ping(cursors: &Map<String, Value>, segs: &mut Vec<Bytes>) {
+    encode::control(&ServerFrame::Ping { cursors }.to_vec(), segs);
+}
+
+async fn send_close(tcp: &mut TcpStream, code: u16, reason: &str) {
+    let payload = codec::close_payload(code, reason);
+    let mut header = [0u8; codec::MAX_HEADER];
+    let n = codec::write_header(Opcode::Close, payload.len(), &mut header);
+    let mut segs = vec![Bytes::copy_from_slice(&header[..n]), Bytes::from(payload)];
+    let _ = write_all(tcp, &mut segs).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// Writes every segment, vectored, giving up on a peer that stops reading.
+async fn write_all(tcp: &mut TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let write = async {
+        let mut i = 0;
+        while i < segs.len() {
+            let slices: Vec<IoSlice<'_>> = segs[i..]
+                .iter()
+                .take(256)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let mut n = tcp.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 && i < segs.len() {
+                let len = segs[i].len();
+                if n >= len {
+                    n -= len;
+                    i += 1;
+                } else {
+                    segs[i].advance(n);
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    };
+    let r = tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    segs.clear();
+    r
+}
+
+/// Counts malformed frames within a sliding minute.
+#[derive(Default)]
+struct BadFrames {
+    since: Option<Instant>,
+    count: u32,
+}
+
+impl BadFrames {
+    /// Records one; true when the limit is reached.
+    fn hit(&mut self) -> bool {
+        let now = Instant::now();
+        match self.since {
+            Some(t) if now.duration_since(t) < BAD_FRAME_WINDOW => self.count += 1,
+            _ => {
+                self.since = Some(now);
+                self.count = 1;
+            }
+        }
+        self.count >= MAX_BAD_FRAMES
+    }
+}
