@@ -32,10 +32,17 @@ pub struct Gateway {
     pub broker: Arc<dyn Broker>,
     pub router: Arc<TopicRouter>,
     pub node: NodeStats,
-    /// Cancelled when the drain starts.
+    /// Cancelled when the drain starts: connections close their streams.
     pub shutdown: CancellationToken,
+    /// The listener and every connection task.
     pub tracker: TaskTracker,
+    /// Cancelled once connections are done: dispatchers finish what is queued and stop.
+    pub stop_dispatch: CancellationToken,
+    /// Dispatcher tasks and their lambda calls.
+    pub dispatch_tracker: TaskTracker,
     pub lambda_client: LambdaClient,
+    /// Every header some app forwards: a connection keeps only these.
+    pub forwarded_headers: Vec<String>,
     draining: AtomicBool,
     node_id: String,
     next_stream: AtomicU64,
@@ -52,6 +59,8 @@ impl Gateway {
             )),
         };
         let tracker = TaskTracker::new();
+        let dispatch_tracker = TaskTracker::new();
+        let stop_dispatch = CancellationToken::new();
         let lambda_client = LambdaClient::default();
         let apps = config
             .apps
@@ -65,7 +74,8 @@ impl Gateway {
                         lambda_client.clone(),
                         broker.clone(),
                         stats.clone(),
-                        &tracker,
+                        &dispatch_tracker,
+                        stop_dispatch.clone(),
                     )
                 });
                 let app = App {
@@ -82,7 +92,16 @@ impl Gateway {
                 (a.name.clone(), Arc::new(app))
             })
             .collect();
+        let mut forwarded_headers: Vec<String> = config
+            .apps
+            .iter()
+            .filter_map(|a| a.lambda.as_ref())
+            .flat_map(|l| l.forward_headers.clone())
+            .collect();
+        forwarded_headers.sort();
+        forwarded_headers.dedup();
         Arc::new(Self {
+            forwarded_headers,
             config,
             apps,
             broker,
@@ -90,6 +109,8 @@ impl Gateway {
             node: NodeStats::default(),
             shutdown: CancellationToken::new(),
             tracker,
+            stop_dispatch,
+            dispatch_tracker,
             lambda_client,
             draining: AtomicBool::new(false),
             node_id: format!("{:08x}", rand::random::<u32>()),

@@ -13,6 +13,7 @@ use switchboard_protocol::publish;
 use switchboard_protocol::AppName;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use client::{CallError, LambdaClient};
@@ -65,6 +66,7 @@ impl Dispatcher {
         broker: Arc<dyn Broker>,
         stats: Arc<AppStats>,
         tracker: &TaskTracker,
+        stop: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let calls = Arc::new(Semaphore::new(cfg.max_concurrency));
@@ -76,7 +78,7 @@ impl Dispatcher {
             stats,
             calls,
         });
-        tracker.spawn(worker.run(rx, tracker.clone()));
+        tracker.spawn(worker.run(rx, tracker.clone(), stop));
         Self { tx }
     }
 
@@ -97,8 +99,22 @@ fn reply(to: Reply, outcome: LambdaOutcome) {
 }
 
 impl Worker {
-    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, tracker: TaskTracker) {
-        while let Some(first) = rx.recv().await {
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Job>,
+        tracker: TaskTracker,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                job = rx.recv() => job,
+                // Drain: refuse new jobs, then finish the queued ones (recv ends with None).
+                _ = stop.cancelled(), if !rx.is_closed() => {
+                    rx.close();
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
             let mut batch = vec![first];
             // Gather over a window only while calls are in flight: an idle
             // lambda gets each event at once, a busy one gets full batches.

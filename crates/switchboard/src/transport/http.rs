@@ -132,7 +132,7 @@ async fn route(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
             params.remove("resume");
-            let headers = header_map(req.headers());
+            let headers = header_map(&gw, req.headers());
             super::sse::open(
                 gw,
                 &app,
@@ -172,7 +172,7 @@ fn websocket(gw: Arc<Gateway>, mut req: Request<Incoming>, remote: SocketAddr) -
     if gw.is_draining() {
         return json_error(503, "draining", "gateway is draining");
     }
-    let headers = header_map(req.headers());
+    let headers = header_map(&gw, req.headers());
     let upgrade = hyper::upgrade::on(&mut req);
     let task_gw = gw.clone();
     gw.tracker.spawn(async move {
@@ -209,14 +209,14 @@ fn query_params(query: Option<&str>) -> (Map<String, Value>, Option<String>) {
     (params, resume)
 }
 
-/// Request headers with lowercase names; apps forward only their allowlist.
-fn header_map(headers: &hyper::HeaderMap) -> Map<String, Value> {
-    headers
+/// The request headers some app forwards (lowercase names); each app then
+/// forwards its own allowlist. Others are not kept: connections stay small.
+fn header_map(gw: &Gateway, headers: &hyper::HeaderMap) -> Map<String, Value> {
+    gw.forwarded_headers
         .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), Value::String(v.to_owned())))
+        .filter_map(|name| {
+            let v = headers.get(name.as_str())?.to_str().ok()?;
+            Some((name.clone(), Value::String(v.to_owned())))
         })
         .collect()
 }

@@ -27,7 +27,7 @@ pub async fn open(
     remote: String,
 ) -> Response {
     let Ok(app) = AppName::new(app) else {
-        return json_error(404, "rejected", &format!("unknown app {app:?}"));
+        return rejected(404, &format!("unknown app {app:?}"));
     };
     params.remove("resume");
     let mut conn = Connection::new(gw.clone(), Transport::Sse, headers, remote);

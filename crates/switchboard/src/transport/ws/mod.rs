@@ -58,7 +58,7 @@ pub async fn run(
     let shortcut_name = StreamName::new("0").ok();
     let mut close_with: Option<(u16, &'static str)> = None;
     if let (Some(s), Some(name)) = (shortcut, shortcut_name.clone()) {
-        conn.open(name, s.app, s.params, s.resume, &mut out).await;
+        Box::pin(conn.open(name, s.app, s.params, s.resume, &mut out)).await;
     }
     let mut draining = false;
     loop {
@@ -68,7 +68,7 @@ pub async fn run(
                 .any(|o| matches!(o, Out::Rejected { stream, .. } if Some(stream) == shortcut_name.as_ref()));
             let bytes = encode::frames(out.drain(..), &mut segs);
             gw.node.bytes_out.add(bytes as u64);
-            if write_all(&mut tcp, &mut segs).await.is_err() {
+            if Box::pin(write_all(&mut tcp, &mut segs)).await.is_err() {
                 break;
             }
             if shortcut_rejected && conn.stream_count() == 0 {
@@ -76,7 +76,7 @@ pub async fn run(
             }
         }
         if let Some((code, reason)) = close_with {
-            send_close(&mut tcp, code, reason).await;
+            Box::pin(send_close(&mut tcp, code, reason)).await;
             break;
         }
         tokio::select! {
@@ -102,7 +102,8 @@ pub async fn run(
                     match decoder.decode(&mut rbuf) {
                         Ok(None) => break,
                         Ok(Some(WsMessage::Text(text))) => match ClientFrame::parse(&text) {
-                            Ok(frame) => conn.on_frame(frame, &mut out).await,
+                            // Boxed: an idle connection's task stays small.
+                            Ok(frame) => Box::pin(conn.on_frame(frame, &mut out)).await,
                             Err(e) => {
                                 gw.node.bad_frames.inc();
                                 out.push(Out::Error { stream: e.stream, code: e.code, message: e.message });
@@ -146,11 +147,11 @@ pub async fn run(
                     // Idle connections hold no read buffer.
                     rbuf = BytesMut::new();
                 }
-                if !segs.is_empty() && write_all(&mut tcp, &mut segs).await.is_err() {
+                if !segs.is_empty() && Box::pin(write_all(&mut tcp, &mut segs)).await.is_err() {
                     break;
                 }
             }
-            _ = conn.outbox.ready() => conn.on_inbox(&mut out).await,
+            _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
             _ = keepalive.tick() => {
                 let cursors = conn.cursors();
                 out_ping(&cursors, &mut segs);
