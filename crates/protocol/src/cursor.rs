@@ -20,6 +20,8 @@ pub enum CursorError {
     Topic(#[from] crate::names::NameError),
     #[error("cursor has an empty position or epoch")]
     EmptyPart,
+    #[error("cursor epoch must be 1-64 of [A-Za-z0-9_.-]")]
+    BadEpoch,
     #[error("cursor is longer than {0} bytes")]
     TooLong(usize),
 }
@@ -47,6 +49,13 @@ impl Cursor {
         let epoch = parts.next().unwrap_or_default();
         if epoch.is_empty() {
             return Err(CursorError::EmptyPart);
+        }
+        if epoch.len() > 64
+            || !epoch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(CursorError::BadEpoch);
         }
         let mut positions = Vec::new();
         while let Some(topic) = parts.next() {
@@ -79,6 +88,15 @@ impl Cursor {
     }
 }
 
+/// The order of message ids within one topic: `"42"` (a sequence) or
+/// `"1700000000000-3"` (a Redis stream id). None if `id` is neither.
+pub fn id_order(id: &str) -> Option<(u64, u64)> {
+    match id.split_once('-') {
+        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+        None => Some((id.parse().ok()?, 0)),
+    }
+}
+
 /// Appends `~topic~id` to a cursor being built.
 pub fn push_entry(out: &mut String, topic: &str, id: &str) {
     out.push('~');
@@ -103,9 +121,19 @@ mod tests {
     }
 
     #[test]
+    fn id_order_sorts_sequences_and_stream_ids() {
+        assert!(id_order("9") < id_order("10"));
+        assert!(id_order("5-1") < id_order("5-2"));
+        assert!(id_order("5-9") < id_order("6-0"));
+        assert_eq!(id_order("x"), None);
+        assert_eq!(id_order("1-"), None);
+    }
+
+    #[test]
     fn errors() {
         assert_eq!(Cursor::parse(""), Err(CursorError::Empty));
         assert_eq!(Cursor::parse("e~a"), Err(CursorError::Unpaired));
+        assert_eq!(Cursor::parse("garbage cursor"), Err(CursorError::BadEpoch));
         assert_eq!(Cursor::parse("~a~1"), Err(CursorError::EmptyPart));
         assert_eq!(Cursor::parse("e~a~"), Err(CursorError::EmptyPart));
         assert!(matches!(

@@ -10,7 +10,7 @@ use switchboard_protocol::publish::Publication;
 use switchboard_protocol::Topic;
 use tokio::time::{Duration, Instant};
 
-use super::{BoxFuture, Broker, BrokerError, Message};
+use super::{BoxFuture, Broker, BrokerError, History, Message};
 use crate::router::TopicRouter;
 
 /// How much history each topic keeps (the smallest bound wins).
@@ -117,6 +117,10 @@ impl TopicLog {
     fn remember(&mut self, now: Instant, msg: Arc<Message>, limits: &HistoryLimits) {
         self.history_bytes += msg.data.get().len();
         self.history.push_back((now, msg));
+        self.expire(now, limits);
+    }
+
+    fn expire(&mut self, now: Instant, limits: &HistoryLimits) {
         while let Some((t, m)) = self.history.front() {
             let over = self.history.len() > limits.max_messages
                 || self.history_bytes > limits.max_bytes
@@ -126,6 +130,35 @@ impl TopicLog {
             }
             self.history_bytes -= m.data.get().len();
             self.history.pop_front();
+        }
+    }
+}
+
+impl TopicLog {
+    fn after(&self, after: &str) -> History {
+        let Ok(after) = after.parse::<u64>() else {
+            return History {
+                messages: Vec::new(),
+                truncated: true,
+            };
+        };
+        if after > self.seq {
+            // A position this store never gave: it is not the same store.
+            return History {
+                messages: Vec::new(),
+                truncated: true,
+            };
+        }
+        let oldest = self.seq + 1 - self.history.len() as u64;
+        let skip = (after + 1).saturating_sub(oldest) as usize;
+        History {
+            messages: self
+                .history
+                .iter()
+                .skip(skip)
+                .map(|(_, m)| m.clone())
+                .collect(),
+            truncated: after + 1 < oldest,
         }
     }
 }
@@ -164,6 +197,22 @@ impl Broker for MemoryBroker {
             .unwrap_or(0);
         Box::pin(async move { Ok(Arc::from(seq.to_string())) })
     }
+
+    fn history<'a>(
+        &'a self,
+        topic: &'a Topic,
+        after: &'a str,
+    ) -> BoxFuture<'a, Result<History, BrokerError>> {
+        let found = match self.topics.read().get(topic) {
+            Some(log) => {
+                let mut log = log.lock();
+                log.expire(Instant::now(), &self.history);
+                log.after(after)
+            }
+            None => TopicLog::default().after(after),
+        };
+        Box::pin(async move { Ok(found) })
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +248,58 @@ mod tests {
         assert_eq!(ids, ["1", "2", "1", "2"]);
         assert_eq!(&*b.position(&Topic::new("a").unwrap()).await.unwrap(), "2");
         assert_eq!(&*b.position(&Topic::new("zz").unwrap()).await.unwrap(), "0");
+    }
+
+    #[tokio::test]
+    async fn history_after_a_position() {
+        let limits = HistoryLimits {
+            max_messages: 3,
+            max_bytes: 1000,
+            max_age: Duration::from_secs(60),
+        };
+        let b = MemoryBroker::new(
+            Arc::new(TopicRouter::default()),
+            limits,
+            Duration::from_secs(1),
+        );
+        let t = Topic::new("a").unwrap();
+        let h = b.history(&t, "0").await.unwrap();
+        assert!(
+            h.messages.is_empty() && !h.truncated,
+            "empty topic, from the start"
+        );
+        for i in 1..=5 {
+            b.publish(vec![publication("a", &i.to_string(), None)])
+                .await
+                .unwrap();
+        }
+        // Retained: 3, 4, 5.
+        let ids = |h: &History| {
+            h.messages
+                .iter()
+                .map(|m| m.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        let h = b.history(&t, "3").await.unwrap();
+        assert_eq!(
+            (ids(&h), h.truncated),
+            (vec!["4".to_string(), "5".into()], false)
+        );
+        let h = b.history(&t, "2").await.unwrap();
+        assert_eq!(
+            (ids(&h).len(), h.truncated),
+            (3, false),
+            "2 is just before the oldest kept"
+        );
+        let h = b.history(&t, "1").await.unwrap();
+        assert_eq!((ids(&h).len(), h.truncated), (3, true), "2 was dropped");
+        let h = b.history(&t, "5").await.unwrap();
+        assert_eq!((ids(&h).len(), h.truncated), (0, false));
+        assert!(
+            b.history(&t, "9").await.unwrap().truncated,
+            "a future position is another store's"
+        );
+        assert!(b.history(&t, "x").await.unwrap().truncated);
     }
 
     #[tokio::test]

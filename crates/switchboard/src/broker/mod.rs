@@ -39,6 +39,21 @@ pub trait Broker: Send + Sync + 'static {
     fn unwatch(&self, topic: &Topic);
     /// The id of the newest message on `topic` ("0" if none yet).
     fn position(&self, topic: &Topic) -> BoxFuture<'_, Result<Arc<str>, BrokerError>>;
+    /// The retained messages of `topic` after id `after`, oldest first.
+    fn history<'a>(
+        &'a self,
+        topic: &'a Topic,
+        after: &'a str,
+    ) -> BoxFuture<'a, Result<History, BrokerError>>;
+}
+
+/// What [`Broker::history`] found.
+#[derive(Debug, Default)]
+pub struct History {
+    pub messages: Vec<Arc<Message>>,
+    /// History no longer reaches back to `after` (or `after` is not a
+    /// position of this store): messages were missed, the client gets `gap`.
+    pub truncated: bool,
 }
 
 /// A published message as every subscriber on this node shares it. The
@@ -47,6 +62,8 @@ pub trait Broker: Send + Sync + 'static {
 pub struct Message {
     pub topic: Topic,
     pub id: Arc<str>,
+    /// `id` in comparable form, if it has one.
+    pub order: Option<(u64, u64)>,
     pub data: Box<RawValue>,
     epoch: Arc<str>,
     cursor: OnceLock<String>,
@@ -58,6 +75,7 @@ impl Message {
     pub fn new(topic: Topic, id: Arc<str>, data: Box<RawValue>, epoch: Arc<str>) -> Self {
         Self {
             topic,
+            order: cursor::id_order(&id),
             id,
             data,
             epoch,

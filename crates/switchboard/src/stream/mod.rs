@@ -85,6 +85,10 @@ pub enum Out {
         code: u16,
         reason: String,
     },
+    Gap {
+        stream: StreamName,
+        topics: Vec<String>,
+    },
     Error {
         stream: Option<String>,
         code: ErrorCode,
@@ -98,6 +102,45 @@ struct Subscription {
     deliver: Deliver,
     /// Id of the last message of this topic the stream has passed.
     position: Arc<str>,
+    /// The newest message taken in (delivered or queued for the lambda):
+    /// messages at or before it are not taken again (replay/live overlap).
+    seen: Option<(u64, u64)>,
+}
+
+impl Subscription {
+    fn new(topic: Topic, deliver: Deliver, position: Arc<str>) -> Self {
+        Self {
+            seen: cursor::id_order(&position),
+            topic,
+            deliver,
+            position,
+        }
+    }
+
+    /// Takes `msg` in unless it was seen already.
+    fn take_in(&mut self, msg: &Message) -> bool {
+        if let (Some(m), Some(seen)) = (msg.order, self.seen) {
+            if m <= seen {
+                return false;
+            }
+        }
+        if msg.order.is_some() {
+            self.seen = msg.order;
+        }
+        true
+    }
+
+    /// Resume from `id`: the cursor's position, and nothing before it again.
+    fn resume_from(&mut self, id: &str) {
+        self.seen = cursor::id_order(id);
+        self.position = Arc::from(id);
+    }
+}
+
+/// A resume request, kept from `open` until the stream is open.
+enum Resume {
+    Invalid,
+    From(cursor::Cursor),
 }
 
 enum Pending {
@@ -120,6 +163,7 @@ pub struct Stream {
     subs: Vec<Subscription>,
     pending: VecDeque<Pending>,
     in_flight: Option<Pending>,
+    resume: Option<Resume>,
 }
 
 /// How a client stream ends, as the client and the lambda see it.
@@ -209,7 +253,7 @@ impl Connection {
         name: StreamName,
         app: AppName,
         params: Map<String, Value>,
-        _resume: Option<String>,
+        resume: Option<String>,
         out: &mut Vec<Out>,
     ) {
         if self.names.contains_key(&name) {
@@ -259,6 +303,10 @@ impl Connection {
             subs: Vec::new(),
             pending: VecDeque::new(),
             in_flight: None,
+            resume: resume.map(|r| match cursor::Cursor::parse(&r) {
+                Ok(c) => Resume::From(c),
+                Err(_) => Resume::Invalid,
+            }),
         };
         self.names.insert(name.clone(), slot);
         self.streams.insert(slot, stream);
@@ -287,6 +335,7 @@ impl Connection {
             self.subscribe(slot, topic, Deliver::Direct).await;
         }
         self.mark_open(slot, out);
+        self.replay(slot, out).await;
     }
 
     fn mark_open(&mut self, slot: u32, out: &mut Vec<Out>) {
@@ -355,6 +404,9 @@ impl Connection {
         let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) else {
             return;
         };
+        if !s.subs[i].take_in(&msg) {
+            return;
+        }
         s.app.stats.events_in.inc();
         match s.subs[i].deliver {
             Deliver::Direct => {
@@ -526,7 +578,69 @@ impl Connection {
         if self.apply(slot, after, None, out).await.is_break() {
             return;
         }
+        self.replay(slot, out).await;
         self.pump(slot);
+    }
+
+    /// Resume: for each followed topic in the cursor, the messages after its
+    /// position, through the live path; `gap` first for topics whose history
+    /// no longer reaches back (or a cursor that cannot be used).
+    async fn replay(&mut self, slot: u32, out: &mut Vec<Out>) {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return;
+        };
+        let Some(resume) = s.resume.take() else {
+            return;
+        };
+        let topics: Vec<Topic> = s.subs.iter().map(|sub| sub.topic.clone()).collect();
+        let mut gaps = Vec::new();
+        let mut replays = Vec::new();
+        for topic in topics {
+            let cursor = match &resume {
+                Resume::Invalid => {
+                    gaps.push(topic);
+                    continue;
+                }
+                Resume::From(c) => c,
+            };
+            // A topic the cursor does not name starts live.
+            let Some(after) = cursor.position(topic.as_str()) else {
+                continue;
+            };
+            if cursor.epoch != self.gw.broker.epoch() {
+                gaps.push(topic);
+                continue;
+            }
+            let history = match self.gw.broker.history(&topic, after).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(topic = %topic, error = %e, "history unavailable for resume");
+                    gaps.push(topic);
+                    continue;
+                }
+            };
+            if history.truncated {
+                gaps.push(topic.clone());
+            } else if let Some(sub) = self
+                .streams
+                .get_mut(&slot)
+                .and_then(|s| s.subs.iter_mut().find(|x| x.topic == topic))
+            {
+                sub.resume_from(after);
+            }
+            replays.push(history.messages);
+        }
+        if !gaps.is_empty() {
+            if let Some(s) = self.streams.get(&slot) {
+                out.push(Out::Gap {
+                    stream: s.name.clone(),
+                    topics: gaps.iter().map(|t| t.as_str().to_owned()).collect(),
+                });
+            }
+        }
+        for msg in replays.into_iter().flatten() {
+            self.on_message(slot, msg, out);
+        }
     }
 
     /// Applies one event's actions in order. Break: the stream closed.
@@ -588,11 +702,7 @@ impl Connection {
             .unwrap_or_else(|_| Arc::from("0"));
         if let Some(s) = self.streams.get_mut(&slot) {
             s.app.stats.subscriptions.add(1);
-            s.subs.push(Subscription {
-                topic,
-                deliver,
-                position,
-            });
+            s.subs.push(Subscription::new(topic, deliver, position));
         }
     }
 

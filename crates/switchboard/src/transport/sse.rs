@@ -150,6 +150,13 @@ fn encode(o: Out) -> (Vec<Bytes>, bool) {
                 true,
             )
         }
+        Out::Gap { topics, .. } => {
+            let data = json!({ "topics": topics });
+            (
+                vec![Bytes::from(format!("event: gap\ndata: {data}\n\n"))],
+                false,
+            )
+        }
         // Nothing else reaches an SSE client: there is no client-to-server channel.
         Out::Opened { .. } | Out::Rejected { .. } | Out::Error { .. } | Out::Pong => {
             (Vec::new(), false)

@@ -92,6 +92,17 @@ pub(super) fn frames(outs: impl Iterator<Item = Out>, segs: &mut Vec<Bytes>) -> 
                 .to_vec(),
                 segs,
             ),
+            Out::Gap { stream, topics } => {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                control(
+                    &ServerFrame::Gap {
+                        stream: stream.as_str(),
+                        topics: &topics,
+                    }
+                    .to_vec(),
+                    segs,
+                )
+            }
             Out::Pong => control(&ServerFrame::Pong.to_vec(), segs),
         };
     }
