@@ -22,6 +22,8 @@ pub enum CallError {
     BadAnswer(String),
     #[error("lambda queue is full")]
     Overloaded,
+    #[error("lambda circuit is open after repeated failures")]
+    CircuitOpen,
 }
 
 impl CallError {
@@ -33,6 +35,7 @@ impl CallError {
             Self::Status(_) => "status",
             Self::BadAnswer(_) => "bad_answer",
             Self::Overloaded => "overloaded",
+            Self::CircuitOpen => "circuit_open",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! retries with backoff and jitter, and hands each stream its result.
 //! A stream never has two events here at once; the stream enforces that.
 
+pub mod circuit;
 pub mod client;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ struct Worker {
     broker: Arc<dyn Broker>,
     stats: Arc<AppStats>,
     calls: Arc<Semaphore>,
+    circuit: circuit::Circuit,
 }
 
 impl Dispatcher {
@@ -70,7 +72,9 @@ impl Dispatcher {
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let calls = Arc::new(Semaphore::new(cfg.max_concurrency));
+        let circuit = circuit::Circuit::new(cfg.circuit_failures, cfg.circuit_cooldown);
         let worker = Arc::new(Worker {
+            circuit,
             app,
             cfg,
             client,
@@ -158,6 +162,12 @@ impl Worker {
                 self.stats.lambda_retries.inc();
                 tokio::time::sleep(backoff(self.cfg.backoff, attempt)).await;
             }
+            if !self.circuit.allow() {
+                // Open circuit: fail at once instead of hammering a broken lambda.
+                self.stats.circuit_rejections.inc();
+                last = CallError::CircuitOpen;
+                break;
+            }
             let started = Instant::now();
             let answer = self.cfg_post(body.clone()).await;
             self.stats.lambda_calls.inc();
@@ -168,6 +178,8 @@ impl Worker {
             let parsed = answer.and_then(|b| {
                 lambda::parse_response(&b, n).map_err(|e| CallError::BadAnswer(e.to_string()))
             });
+            self.circuit.record(parsed.is_ok());
+            self.stats.circuit_open.set(self.circuit.is_open() as i64);
             match parsed {
                 Ok(results) => {
                     for (job, result) in batch.into_iter().zip(results) {

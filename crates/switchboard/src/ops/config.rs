@@ -41,8 +41,15 @@ pub struct RawLimits {
     pub max_state_bytes: Option<usize>,
     /// Topic messages queued per connection before the slow-consumer policy applies. Default 1024.
     pub outbound_queue: Option<usize>,
-    /// Keepalive ping interval in milliseconds. Default 30000.
+    /// Keepalive ping interval in milliseconds. Default 30000. A WebSocket
+    /// client silent for two intervals (no frame, no pong) is closed with `timeout`.
     pub keepalive_ms: Option<u64>,
+    /// A write to a client that makes no progress for this long closes it
+    /// with `timeout`, ms. Default 10000.
+    pub write_timeout_ms: Option<u64>,
+    /// When a connection's queue of topic messages is full: `close` its
+    /// streams with `slow_consumer` (default), or `drop_oldest` and send `gap`.
+    pub slow_consumer: Option<SlowConsumer>,
     /// Window in which a repeated publish `dedup_key` is not published again, ms. Default 120000.
     pub publish_dedup_window_ms: Option<u64>,
 }
@@ -66,8 +73,20 @@ pub struct RawApp {
     pub batch_window_us: Option<u64>,
     /// Lambda requests in flight at once for this app. Default 64.
     pub max_concurrency: Option<usize>,
+    /// Failed lambda requests in a row that open the circuit breaker. Default 5.
+    pub circuit_failures: Option<u32>,
+    /// How long an open circuit fails calls at once before one trial, ms. Default 5000.
+    pub circuit_cooldown_ms: Option<u64>,
     /// Request headers forwarded in `open` events. Default authorization, cookie, user-agent, accept-language.
     pub forward_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumer {
+    #[default]
+    Close,
+    DropOldest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -104,6 +123,8 @@ pub struct Limits {
     pub max_state_bytes: usize,
     pub outbound_queue: usize,
     pub keepalive: Duration,
+    pub write_timeout: Duration,
+    pub slow_consumer: SlowConsumer,
     pub publish_dedup_window: Duration,
 }
 
@@ -124,6 +145,8 @@ pub struct LambdaConfig {
     pub max_batch: usize,
     pub batch_window: Duration,
     pub max_concurrency: usize,
+    pub circuit_failures: u32,
+    pub circuit_cooldown: Duration,
     pub forward_headers: Vec<String>,
 }
 
@@ -211,6 +234,12 @@ impl Config {
                 30_000,
                 "limits.keepalive_ms",
             )?),
+            write_timeout: Duration::from_millis(positive(
+                l.write_timeout_ms,
+                10_000,
+                "limits.write_timeout_ms",
+            )?),
+            slow_consumer: l.slow_consumer.unwrap_or_default(),
             publish_dedup_window: Duration::from_millis(
                 l.publish_dedup_window_ms.unwrap_or(120_000),
             ),
@@ -279,6 +308,8 @@ fn app_config(name: &str, raw: RawApp) -> anyhow::Result<AppConfig> {
         max_batch: positive(raw.max_batch, 100, "max_batch")?,
         batch_window: Duration::from_micros(raw.batch_window_us.unwrap_or(500)),
         max_concurrency: positive(raw.max_concurrency, 64, "max_concurrency")?,
+        circuit_failures: positive(raw.circuit_failures, 5, "circuit_failures")?,
+        circuit_cooldown: Duration::from_millis(raw.circuit_cooldown_ms.unwrap_or(5_000)),
         forward_headers: raw
             .forward_headers
             .unwrap_or_else(|| DEFAULT_HEADERS.iter().map(|h| h.to_string()).collect())

@@ -30,6 +30,9 @@ impl Gauge {
     pub fn add(&self, n: i64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -74,6 +77,8 @@ stats!(
         lambda_micros: Counter = "Microseconds spent waiting for lambda answers",
         lambda_failures: Counter = "Failed lambda requests (status, timeout, connect, bad answer)",
         lambda_retries: Counter = "Lambda requests retried",
+        circuit_open: Gauge = "1 while the app's lambda circuit breaker is open or half-open",
+        circuit_rejections: Counter = "Lambda requests refused at once by the open circuit",
         lambda_gave_up: Counter = "Lambda batches that failed after every retry (on_failure applied)",
         events_in: Counter = "Events that entered this app's streams (client frames, topic messages)",
         events_out: Counter = "Event frames sent to clients",
@@ -81,7 +86,8 @@ stats!(
         publishes: Counter = "Publish actions applied",
         direct_deliveries: Counter = "Topic messages delivered without a lambda call",
         invalid_actions: Counter = "Lambda actions skipped as unknown or invalid",
-        drops_slow_consumer: Counter = "Streams closed because their client fell behind",
+        drops_slow_consumer: Counter = "Topic messages dropped for a client that fell behind (drop_oldest)",
+        slow_consumer_closes: Counter = "Streams closed because their client fell behind (close)",
         drops_lambda_failure: Counter = "Events dropped after a lambda failure",
     }
 );

@@ -83,8 +83,8 @@ mod tests {
     fn one_entry_per_topic_first_and_last() {
         let r = TopicRouter::default();
         let t = Topic::new("t").unwrap();
-        let a = Arc::new(Outbox::new(8));
-        let b = Arc::new(Outbox::new(8));
+        let a = Arc::new(Outbox::new(8, crate::ops::config::SlowConsumer::Close));
+        let b = Arc::new(Outbox::new(8, crate::ops::config::SlowConsumer::Close));
         assert!(r.add(
             &t,
             Subscriber {

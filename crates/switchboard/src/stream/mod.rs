@@ -204,7 +204,10 @@ impl Connection {
         headers: Map<String, Value>,
         remote_addr: String,
     ) -> Self {
-        let outbox = Arc::new(Outbox::new(gw.config.limits.outbound_queue));
+        let outbox = Arc::new(Outbox::new(
+            gw.config.limits.outbound_queue,
+            gw.config.limits.slow_consumer,
+        ));
         Self {
             gw,
             outbox,
@@ -377,6 +380,16 @@ impl Connection {
     /// Handles everything the router and the dispatcher queued for this connection.
     pub async fn on_inbox(&mut self, out: &mut Vec<Out>) {
         let taken = self.outbox.take(&mut self.inbox);
+        // drop_oldest: the lost messages were the oldest queued, so the gap goes first.
+        for (slot, topic) in taken.dropped {
+            if let Some(s) = self.streams.get(&slot) {
+                s.app.stats.drops_slow_consumer.inc();
+                out.push(Out::Gap {
+                    stream: s.name.clone(),
+                    topics: vec![topic.as_str().to_owned()],
+                });
+            }
+        }
         let mut inbox = std::mem::take(&mut self.inbox);
         while let Some(item) = inbox.pop_front() {
             match item {
@@ -390,7 +403,7 @@ impl Connection {
             let slots: Vec<u32> = self.streams.keys().copied().collect();
             for slot in slots {
                 if let Some(s) = self.streams.get(&slot) {
-                    s.app.stats.drops_slow_consumer.inc();
+                    s.app.stats.slow_consumer_closes.inc();
                 }
                 self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
             }
@@ -415,7 +428,7 @@ impl Connection {
             }
             Deliver::Lambda => {
                 if s.pending.len() >= MAX_PENDING_EVENTS {
-                    s.app.stats.drops_slow_consumer.inc();
+                    s.app.stats.slow_consumer_closes.inc();
                     self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
                     return;
                 }

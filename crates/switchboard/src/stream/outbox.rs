@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 
 use crate::broker::Message;
 use crate::dispatcher::LambdaOutcome;
+use crate::ops::config::SlowConsumer;
+use switchboard_protocol::Topic;
 
 pub enum Inbound {
     Message { slot: u32, msg: Arc<Message> },
@@ -21,6 +23,7 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
     capacity: usize,
+    policy: SlowConsumer,
 }
 
 #[derive(Default)]
@@ -28,21 +31,26 @@ struct Inner {
     items: VecDeque<Inbound>,
     messages: usize,
     overflowed: bool,
+    /// Streams and topics that lost their oldest queued message (drop_oldest).
+    dropped: Vec<(u32, Topic)>,
     closed: bool,
 }
 
 /// What one [`Outbox::take`] found.
 pub struct Taken {
-    /// Topic messages were refused because the connection fell behind.
+    /// Topic messages were refused because the connection fell behind (policy `close`).
     pub overflowed: bool,
+    /// Oldest messages dropped to make room (policy `drop_oldest`): each stream gets a `gap`.
+    pub dropped: Vec<(u32, Topic)>,
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, policy: SlowConsumer) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             capacity,
+            policy,
         }
     }
 
@@ -53,8 +61,29 @@ impl Outbox {
             return;
         }
         if inner.messages >= self.capacity {
-            inner.overflowed = true;
-        } else {
+            match self.policy {
+                SlowConsumer::Close => inner.overflowed = true,
+                SlowConsumer::DropOldest => {
+                    let oldest = inner
+                        .items
+                        .iter()
+                        .position(|i| matches!(i, Inbound::Message { .. }));
+                    if let Some(Inbound::Message { slot, msg }) =
+                        oldest.and_then(|i| inner.items.remove(i))
+                    {
+                        inner.messages -= 1;
+                        if !inner
+                            .dropped
+                            .iter()
+                            .any(|(s, t)| *s == slot && *t == msg.topic)
+                        {
+                            inner.dropped.push((slot, msg.topic.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        if inner.messages < self.capacity {
             inner.messages += 1;
             inner.items.push_back(Inbound::Message { slot, msg });
         }
@@ -93,6 +122,7 @@ impl Outbox {
         inner.messages = 0;
         Taken {
             overflowed: std::mem::take(&mut inner.overflowed),
+            dropped: std::mem::take(&mut inner.dropped),
         }
     }
 
@@ -101,5 +131,67 @@ impl Outbox {
         let mut inner = self.inner.lock();
         inner.closed = true;
         inner.items = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn msg(topic: &str, id: u64) -> Arc<Message> {
+        let data = RawValue::from_string(id.to_string()).unwrap();
+        Arc::new(Message::new(
+            Topic::new(topic).unwrap(),
+            Arc::from(id.to_string()),
+            data,
+            Arc::from("e"),
+        ))
+    }
+
+    fn ids(q: &VecDeque<Inbound>) -> Vec<String> {
+        q.iter()
+            .filter_map(|i| match i {
+                Inbound::Message { msg, .. } => Some(msg.id.to_string()),
+                Inbound::Lambda { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn close_policy_marks_overflow_and_keeps_the_bound() {
+        let o = Outbox::new(2, SlowConsumer::Close);
+        for id in 1..=5 {
+            o.push_message(0, msg("t", id));
+        }
+        let mut q = VecDeque::new();
+        let t = o.take(&mut q);
+        assert!(t.overflowed);
+        assert_eq!(ids(&q), ["1", "2"]);
+        assert!(!o.take(&mut VecDeque::new()).overflowed, "taken once");
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_names_the_gap() {
+        let o = Outbox::new(2, SlowConsumer::DropOldest);
+        for id in 1..=5 {
+            o.push_message(7, msg("t", id));
+        }
+        let mut q = VecDeque::new();
+        let t = o.take(&mut q);
+        assert!(!t.overflowed);
+        assert_eq!(ids(&q), ["4", "5"]);
+        assert_eq!(t.dropped.len(), 1);
+        assert_eq!((t.dropped[0].0, t.dropped[0].1.as_str()), (7, "t"));
+    }
+
+    #[test]
+    fn closed_outbox_refuses_everything() {
+        let o = Outbox::new(2, SlowConsumer::Close);
+        o.close();
+        o.push_message(0, msg("t", 1));
+        let mut q = VecDeque::new();
+        o.take(&mut q);
+        assert!(q.is_empty());
     }
 }

@@ -80,12 +80,15 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
     let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut draining = false;
+    let write_timeout = gw.config.limits.write_timeout;
+    let mut end = CloseReason::Client;
     'conn: loop {
         for o in out.drain(..) {
             let (chunks, last) = encode(o);
             for c in chunks {
                 gw.node.bytes_out.add(c.len() as u64);
-                if tx.send(c).await.is_err() {
+                if let Err(reason) = send(&tx, c, write_timeout).await {
+                    end = reason;
                     break 'conn;
                 }
             }
@@ -101,15 +104,30 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
             _ = conn.outbox.ready() => conn.on_inbox(&mut out).await,
             _ = keepalive.tick() => {
                 let cursor = conn.cursors().into_iter().next().and_then(|(_, c)| c.as_str().map(str::to_owned)).unwrap_or_default();
-                if tx.send(Bytes::from(format!(": ping {cursor}\n\n"))).await.is_err() {
+                if let Err(reason) = send(&tx, Bytes::from(format!(": ping {cursor}\n\n")), write_timeout).await {
+                    end = reason;
                     break;
                 }
             }
             _ = tx.closed() => break,
         }
     }
-    conn.close_all(CloseReason::Client, &mut Vec::new());
+    conn.close_all(end, &mut Vec::new());
     gw.node.connections.add(-1);
+}
+
+/// Hands a chunk to the response body. A client that stops reading fills the
+/// socket, then this channel: past the write timeout it is a dead peer.
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    chunk: Bytes,
+    timeout: std::time::Duration,
+) -> Result<(), CloseReason> {
+    match tokio::time::timeout(timeout, tx.send(chunk)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(CloseReason::Client),
+        Err(_) => Err(CloseReason::Timeout),
+    }
 }
 
 /// SSE chunks for one output; `true` when the response ends after them.

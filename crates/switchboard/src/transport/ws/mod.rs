@@ -25,8 +25,6 @@ use codec::{FrameDecoder, Opcode, WsMessage};
 /// Bad frames tolerated within [`BAD_FRAME_WINDOW`] before the connection closes with 1008.
 const MAX_BAD_FRAMES: u32 = 10;
 const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
-/// A write that makes no progress for this long means a dead peer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read per read call.
 const READ_CHUNK: usize = 4096;
 
@@ -61,6 +59,10 @@ pub async fn run(
         Box::pin(conn.open(name, s.app, s.params, s.resume, &mut out)).await;
     }
     let mut draining = false;
+    let write_timeout = gw.config.limits.write_timeout;
+    // Anything from the client (a frame, a pong) proves it is alive.
+    let mut last_heard = Instant::now();
+    let mut end = CloseReason::Client;
     loop {
         if !out.is_empty() {
             let shortcut_rejected = out
@@ -68,7 +70,8 @@ pub async fn run(
                 .any(|o| matches!(o, Out::Rejected { stream, .. } if Some(stream) == shortcut_name.as_ref()));
             let bytes = encode::frames(out.drain(..), &mut segs);
             gw.node.bytes_out.add(bytes as u64);
-            if Box::pin(write_all(&mut tcp, &mut segs)).await.is_err() {
+            if let Err(e) = Box::pin(write_all(&mut tcp, &mut segs, write_timeout)).await {
+                end = ending_of(&e);
                 break;
             }
             if shortcut_rejected && conn.stream_count() == 0 {
@@ -94,7 +97,7 @@ pub async fn run(
                 }
                 match tcp.try_read_buf(&mut rbuf) {
                     Ok(0) => break,
-                    Ok(_) => {}
+                    Ok(_) => last_heard = Instant::now(),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(_) => break,
                 }
@@ -147,18 +150,35 @@ pub async fn run(
                     // Idle connections hold no read buffer.
                     rbuf = BytesMut::new();
                 }
-                if !segs.is_empty() && Box::pin(write_all(&mut tcp, &mut segs)).await.is_err() {
-                    break;
+                if !segs.is_empty() {
+                    if let Err(e) = Box::pin(write_all(&mut tcp, &mut segs, write_timeout)).await {
+                        end = ending_of(&e);
+                        break;
+                    }
                 }
             }
             _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
             _ = keepalive.tick() => {
+                if last_heard.elapsed() > keepalive_every * 2 {
+                    // Two pings unanswered: a dead peer. Its streams end with `timeout`.
+                    conn.close_all(CloseReason::Timeout, &mut out);
+                    close_with = Some((1001, "timeout"));
+                    continue;
+                }
                 let cursors = conn.cursors();
                 out_ping(&cursors, &mut segs);
+                // A protocol-level ping too: every WebSocket client answers it with a pong.
+                let mut header = [0u8; codec::MAX_HEADER];
+                let n = codec::write_header(Opcode::Ping, 0, &mut header);
+                segs.push(Bytes::copy_from_slice(&header[..n]));
+                if let Err(e) = Box::pin(write_all(&mut tcp, &mut segs, write_timeout)).await {
+                    end = ending_of(&e);
+                    break;
+                }
             }
         }
     }
-    conn.close_all(CloseReason::Client, &mut Vec::new());
+    conn.close_all(end, &mut Vec::new());
     gw.node.connections.add(-1);
 }
 
@@ -171,12 +191,16 @@ async fn send_close(tcp: &mut TcpStream, code: u16, reason: &str) {
     let mut header = [0u8; codec::MAX_HEADER];
     let n = codec::write_header(Opcode::Close, payload.len(), &mut header);
     let mut segs = vec![Bytes::copy_from_slice(&header[..n]), Bytes::from(payload)];
-    let _ = write_all(tcp, &mut segs).await;
+    let _ = write_all(tcp, &mut segs, Duration::from_secs(1)).await;
     let _ = tcp.shutdown().await;
 }
 
 /// Writes every segment, vectored, giving up on a peer that stops reading.
-async fn write_all(tcp: &mut TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<()> {
+async fn write_all(
+    tcp: &mut TcpStream,
+    segs: &mut Vec<Bytes>,
+    timeout: Duration,
+) -> std::io::Result<()> {
     let write = async {
         let mut i = 0;
         while i < segs.len() {
@@ -202,11 +226,20 @@ async fn write_all(tcp: &mut TcpStream, segs: &mut Vec<Bytes>) -> std::io::Resul
         }
         Ok(())
     };
-    let r = tokio::time::timeout(WRITE_TIMEOUT, write)
+    let r = tokio::time::timeout(timeout, write)
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
     segs.clear();
     r
+}
+
+/// A write that timed out means a peer that stopped reading.
+fn ending_of(e: &std::io::Error) -> CloseReason {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        CloseReason::Timeout
+    } else {
+        CloseReason::Client
+    }
 }
 
 /// Counts malformed frames within a sliding minute.
