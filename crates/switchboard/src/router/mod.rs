@@ -66,6 +66,21 @@ impl TopicRouter {
         }
     }
 
+    /// Tells every local stream on `topic` that messages were lost (`gap`).
+    pub fn deliver_gap(&self, topic: &Topic) {
+        let topics = self.topics.read();
+        if let Some(subs) = topics.get(topic) {
+            for s in subs {
+                s.conn.push_gap(s.slot, topic.clone());
+            }
+        }
+    }
+
+    /// Topics with local streams now (to re-declare interest after a broker reconnect).
+    pub fn topics(&self) -> Vec<Topic> {
+        self.topics.read().keys().cloned().collect()
+    }
+
     pub fn topic_count(&self) -> usize {
         self.topics.read().len()
     }

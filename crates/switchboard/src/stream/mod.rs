@@ -394,6 +394,14 @@ impl Connection {
         while let Some(item) = inbox.pop_front() {
             match item {
                 Inbound::Message { slot, msg } => self.on_message(slot, msg, out),
+                Inbound::Gap { slot, topic } => {
+                    if let Some(s) = self.streams.get(&slot) {
+                        out.push(Out::Gap {
+                            stream: s.name.clone(),
+                            topics: vec![topic.as_str().to_owned()],
+                        });
+                    }
+                }
                 Inbound::Lambda { slot, outcome } => self.on_lambda(slot, outcome, out).await,
             }
         }

@@ -15,8 +15,19 @@ use crate::ops::config::SlowConsumer;
 use switchboard_protocol::Topic;
 
 pub enum Inbound {
-    Message { slot: u32, msg: Arc<Message> },
-    Lambda { slot: u32, outcome: LambdaOutcome },
+    Message {
+        slot: u32,
+        msg: Arc<Message>,
+    },
+    /// Messages of `topic` were lost before reaching this node (broker outage).
+    Gap {
+        slot: u32,
+        topic: Topic,
+    },
+    Lambda {
+        slot: u32,
+        outcome: LambdaOutcome,
+    },
 }
 
 pub struct Outbox {
@@ -95,11 +106,20 @@ impl Outbox {
     }
 
     pub fn push_lambda(&self, slot: u32, outcome: LambdaOutcome) {
+        self.push_control(Inbound::Lambda { slot, outcome });
+    }
+
+    pub fn push_gap(&self, slot: u32, topic: Topic) {
+        self.push_control(Inbound::Gap { slot, topic });
+    }
+
+    /// Queues an item that is not a topic message: never refused while open.
+    fn push_control(&self, item: Inbound) {
         let mut inner = self.inner.lock();
         if inner.closed {
             return;
         }
-        inner.items.push_back(Inbound::Lambda { slot, outcome });
+        inner.items.push_back(item);
         let wake = inner.items.len() == 1;
         drop(inner);
         if wake {
@@ -153,7 +173,7 @@ mod tests {
         q.iter()
             .filter_map(|i| match i {
                 Inbound::Message { msg, .. } => Some(msg.id.to_string()),
-                Inbound::Lambda { .. } => None,
+                Inbound::Lambda { .. } | Inbound::Gap { .. } => None,
             })
             .collect()
     }
