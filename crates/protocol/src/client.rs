@@ -57,6 +57,7 @@ struct RawFrame<'a> {
     app: Option<Value>,
     params: Option<Value>,
     resume: Option<Value>,
+    #[serde(default, deserialize_with = "crate::present")]
     data: Option<Box<RawValue>>,
 }
 

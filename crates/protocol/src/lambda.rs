@@ -118,9 +118,11 @@ fn default_close_code() -> u16 {
     4000
 }
 
-/// One action in a lambda's answer.
+/// One action in a lambda's answer. On the wire it is internally tagged
+/// (`{"type":"push",..}`); serde cannot read `RawValue` fields inside an
+/// internally tagged enum, so [`Action::parse`] retags it externally first.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Accept {},
     Reject {
@@ -179,7 +181,29 @@ pub struct ActionError(pub String);
 impl Action {
     /// Reads one action and checks the rules serde cannot express.
     pub fn parse(raw: &RawValue) -> Result<Self, ActionError> {
-        let a: Action = serde_json::from_str(raw.get()).map_err(|e| ActionError(e.to_string()))?;
+        let mut fields: std::collections::BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(raw.get())
+                .map_err(|e| ActionError(format!("an action must be an object: {e}")))?;
+        let kind = fields
+            .remove("type")
+            .ok_or_else(|| ActionError("action has no \"type\"".into()))?;
+        let kind: String = serde_json::from_str(kind.get())
+            .map_err(|_| ActionError("action \"type\" must be a string".into()))?;
+        let mut retagged = Vec::with_capacity(raw.get().len() + 8);
+        retagged.push(b'{');
+        crate::write_json_str(&mut retagged, &kind);
+        retagged.extend_from_slice(b":{");
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                retagged.push(b',');
+            }
+            crate::write_json_str(&mut retagged, k);
+            retagged.push(b':');
+            retagged.extend_from_slice(v.get().as_bytes());
+        }
+        retagged.extend_from_slice(b"}}");
+        let a: Action =
+            serde_json::from_slice(&retagged).map_err(|e| ActionError(e.to_string()))?;
         match &a {
             Action::Reject { code, .. } if !(400..=599).contains(code) => {
                 Err(ActionError(format!("reject code {code} is not 400-599")))

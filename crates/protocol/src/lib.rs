@@ -27,3 +27,11 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     // serde_json's string escaping cannot fail when writing into a Vec.
     let _ = serde_json::to_writer(&mut *out, s);
 }
+
+/// For `Option<Box<RawValue>>` fields with `#[serde(default)]`: a present
+/// `null` is data (`Some("null")`), only an absent field is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<serde_json::value::RawValue>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}

@@ -36,6 +36,7 @@ fn bad(code: &'static str, message: impl Into<String>) -> PublishError {
 #[serde(deny_unknown_fields)]
 struct RawMessage {
     topic: String,
+    #[serde(default, deserialize_with = "crate::present")]
     data: Option<Box<RawValue>>,
     dedup_key: Option<String>,
 }
@@ -46,6 +47,7 @@ struct RawMessage {
 struct RawBody {
     messages: Option<Vec<RawMessage>>,
     topic: Option<String>,
+    #[serde(default, deserialize_with = "crate::present")]
     data: Option<Box<RawValue>>,
     dedup_key: Option<String>,
 }
@@ -209,6 +211,16 @@ mod tests {
             vec![r#"{"topic":"a","data":1}"#; 1001].join(",")
         );
         assert_eq!(code(many.as_bytes()).status, 413);
+    }
+
+    #[test]
+    fn null_is_data() {
+        let b = PublishBody::parse(br#"{"topic":"a","data":null}"#).unwrap();
+        assert_eq!(b.messages[0].data.get(), "null");
+        assert!(
+            PublishBody::parse(br#"{"topic":"a"}"#).is_err(),
+            "absent is not null"
+        );
     }
 
     #[test]

@@ -11,6 +11,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::memory::{HistoryLimits, MemoryBroker};
 use crate::broker::Broker;
+use crate::capability::sink::Sink;
+use crate::capability::timer::Timers;
+
+/// Sinks by name.
+pub type Sinks = HashMap<String, Sink>;
 use crate::dispatcher::{Dispatcher, LambdaClient};
 use crate::ops::config::{BrokerUrl, Config, OnFailure};
 use crate::ops::metrics::{AppStats, NodeStats};
@@ -41,6 +46,13 @@ pub struct Gateway {
     /// Dispatcher tasks and their lambda calls.
     pub dispatch_tracker: TaskTracker,
     pub lambda_client: LambdaClient,
+    /// The node's timer wheels.
+    pub timers: Timers,
+    /// Sinks for `buffer` actions, by name.
+    pub sinks: Arc<Sinks>,
+    /// Cancelled after the dispatchers are done: sinks flush and stop.
+    pub stop_sinks: CancellationToken,
+    pub sink_tracker: TaskTracker,
     /// Every header some app forwards: a connection keeps only these.
     pub forwarded_headers: Vec<String>,
     draining: AtomicBool,
@@ -62,22 +74,41 @@ impl Gateway {
         let dispatch_tracker = TaskTracker::new();
         let stop_dispatch = CancellationToken::new();
         let lambda_client = LambdaClient::default();
+        let stop_sinks = CancellationToken::new();
+        let sink_tracker = TaskTracker::new();
+        let sinks: Arc<Sinks> = Arc::new(
+            config
+                .sinks
+                .iter()
+                .map(|c| {
+                    let sink = Sink::start(
+                        c.clone(),
+                        lambda_client.clone(),
+                        stop_sinks.clone(),
+                        &sink_tracker,
+                    );
+                    (c.name.clone(), sink)
+                })
+                .collect(),
+        );
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let timers = Timers::start(shards);
+        let shared = crate::dispatcher::Shared {
+            client: lambda_client.clone(),
+            broker: broker.clone(),
+            sinks: sinks.clone(),
+            tracker: dispatch_tracker.clone(),
+            stop: stop_dispatch.clone(),
+        };
         let apps = config
             .apps
             .iter()
             .map(|a| {
                 let stats = Arc::new(AppStats::default());
-                let dispatcher = a.lambda.as_ref().map(|l| {
-                    Dispatcher::start(
-                        a.name.clone(),
-                        l.clone(),
-                        lambda_client.clone(),
-                        broker.clone(),
-                        stats.clone(),
-                        &dispatch_tracker,
-                        stop_dispatch.clone(),
-                    )
-                });
+                let dispatcher = a
+                    .lambda
+                    .as_ref()
+                    .map(|l| Dispatcher::start(a.name.clone(), l.clone(), stats.clone(), &shared));
                 let app = App {
                     name: a.name.clone(),
                     dispatcher,
@@ -112,6 +143,10 @@ impl Gateway {
             stop_dispatch,
             dispatch_tracker,
             lambda_client,
+            timers,
+            sinks,
+            stop_sinks,
+            sink_tracker,
             draining: AtomicBool::new(false),
             node_id: format!("{:08x}", rand::random::<u32>()),
             next_stream: AtomicU64::new(1),

@@ -4,6 +4,7 @@
 //! transport -> stream -> dispatcher -> lambda, and broker -> router -> stream.
 
 pub mod broker;
+pub mod capability;
 pub mod cli;
 pub mod dispatcher;
 pub mod gateway;
@@ -40,11 +41,26 @@ impl Running {
     /// The drain: stop accepting, close every stream (WS 1012, SSE `closed`),
     /// give lambdas their `close` events, and wait for it all, bounded by the drain timeout.
     pub async fn drain(self) -> bool {
-        let timeout = self.gateway.config.drain_timeout;
-        self.gateway.begin_drain();
-        self.gateway.tracker.close();
-        tokio::time::timeout(timeout, self.gateway.tracker.wait())
+        let gw = &self.gateway;
+        let deadline = tokio::time::Instant::now() + gw.config.drain_timeout;
+        gw.begin_drain();
+        gw.tracker.close();
+        let connections = tokio::time::timeout_at(deadline, gw.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        // Connections are closed and their `close` events queued: the
+        // dispatchers deliver them, then stop.
+        gw.stop_dispatch.cancel();
+        gw.dispatch_tracker.close();
+        let dispatch = tokio::time::timeout_at(deadline, gw.dispatch_tracker.wait())
+            .await
+            .is_ok();
+        // Last, sinks flush what streams and close events buffered.
+        gw.stop_sinks.cancel();
+        gw.sink_tracker.close();
+        let sinks = tokio::time::timeout_at(deadline, gw.sink_tracker.wait())
+            .await
+            .is_ok();
+        connections && dispatch && sinks
     }
 }

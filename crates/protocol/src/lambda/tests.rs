@@ -35,6 +35,43 @@ fn whole_answer_errors() {
 }
 
 #[test]
+fn actions_with_json_payloads() {
+    let p = |s: &str| Action::parse(&serde_json::from_str::<Box<RawValue>>(s).unwrap());
+    match p(r#"{"type":"push","event":"comment","data":{"text":"hi","n":[1,null]}}"#) {
+        Ok(Action::Push { data, event }) => {
+            assert_eq!(data.get(), r#"{"text":"hi","n":[1,null]}"#);
+            assert_eq!(event.as_deref(), Some("comment"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(p(r#"{"data":null,"type":"push"}"#), Ok(Action::Push { .. })),
+        "any field order, null data"
+    );
+    assert!(matches!(
+        p(r#"{"type":"set_state","state":{"video":"1","count":0}}"#),
+        Ok(Action::SetState { .. })
+    ));
+    assert!(matches!(
+        p(r#"{"type":"publish","topic":"a/b","data":"x","dedup_key":"k"}"#),
+        Ok(Action::Publish { .. })
+    ));
+    assert!(matches!(
+        p(r#"{"type":"buffer","sink":"s","data":[1]}"#),
+        Ok(Action::Buffer { .. })
+    ));
+    assert!(matches!(p(r#"{"type":"accept"}"#), Ok(Action::Accept {})));
+    assert!(p(r#"{"type":"push"}"#).is_err(), "push needs data");
+    assert!(p(r#"{"type":5}"#).is_err());
+    assert!(p(r#"{"data":1}"#).is_err());
+    assert!(p(r#"[1]"#).is_err());
+    assert!(
+        p(r#"{"type":"push","data":1,"bogus":2}"#).is_ok(),
+        "unknown fields are ignored"
+    );
+}
+
+#[test]
 fn action_rules() {
     let p = |s: &str| Action::parse(&serde_json::from_str::<Box<RawValue>>(s).unwrap());
     assert!(p(r#"{"type":"subscribe","topic":"bad topic"}"#).is_err());

@@ -85,16 +85,19 @@ impl MemoryBroker {
         }
         log.seq += 1;
         let id: Arc<str> = Arc::from(log.seq.to_string());
-        if let Some(key) = p.dedup_key {
+        if let Some(key) = &p.dedup_key {
             log.dedup.insert(key.clone(), (id.clone(), now));
-            log.dedup_order.push_back((now, key));
+            log.dedup_order.push_back((now, key.clone()));
         }
+        let dedup_key = p.dedup_key.map(String::into_boxed_str);
         let msg = Arc::new(Message::new(
             p.topic,
             id.clone(),
             p.data,
             self.epoch.clone(),
+            dedup_key,
         ));
+
         log.remember(now, msg.clone(), &self.history);
         // Still under the topic's lock: delivery order is id order.
         self.router.deliver(&msg);

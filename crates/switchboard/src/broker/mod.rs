@@ -64,6 +64,8 @@ pub struct Message {
     pub id: Arc<str>,
     /// `id` in comparable form, if it has one.
     pub order: Option<(u64, u64)>,
+    /// The publisher's dedup key, if any (subscription dedup uses it).
+    pub dedup_key: Option<Box<str>>,
     pub data: Box<RawValue>,
     epoch: Arc<str>,
     cursor: OnceLock<String>,
@@ -72,16 +74,31 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(topic: Topic, id: Arc<str>, data: Box<RawValue>, epoch: Arc<str>) -> Self {
+    pub fn new(
+        topic: Topic,
+        id: Arc<str>,
+        data: Box<RawValue>,
+        epoch: Arc<str>,
+        dedup_key: Option<Box<str>>,
+    ) -> Self {
         Self {
             topic,
             order: cursor::id_order(&id),
             id,
             data,
+            dedup_key,
             epoch,
             cursor: OnceLock::new(),
             ws_tail: OnceLock::new(),
             sse_tail: OnceLock::new(),
+        }
+    }
+
+    /// What subscription dedup compares: the dedup key, else the data.
+    pub fn dedup_hash(&self) -> u64 {
+        match &self.dedup_key {
+            Some(k) => crate::capability::dedup::key_hash(k.as_bytes()),
+            None => crate::capability::dedup::key_hash(self.data.get().as_bytes()),
         }
     }
 

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 pub use client::{CallError, LambdaClient};
 
 use crate::broker::Broker;
+use crate::gateway::Sinks;
 use crate::ops::config::LambdaConfig;
 use crate::ops::metrics::AppStats;
 use crate::stream::outbox::Outbox;
@@ -32,8 +33,10 @@ pub enum Reply {
         outbox: Arc<Outbox>,
         slot: u32,
     },
-    /// The stream is gone (a `close` event): only `publish` actions apply.
-    Detached,
+    /// The stream is gone (a `close` event): only `publish` and `buffer` actions apply.
+    Detached {
+        stream_id: String,
+    },
 }
 
 pub struct Job {
@@ -58,31 +61,37 @@ struct Worker {
     stats: Arc<AppStats>,
     calls: Arc<Semaphore>,
     circuit: circuit::Circuit,
+    sinks: Arc<Sinks>,
+}
+
+/// What every app's dispatcher shares.
+pub struct Shared {
+    pub client: LambdaClient,
+    pub broker: Arc<dyn Broker>,
+    pub sinks: Arc<Sinks>,
+    pub tracker: TaskTracker,
+    /// Cancelled once connections are done: finish what is queued, then stop.
+    pub stop: CancellationToken,
 }
 
 impl Dispatcher {
-    pub fn start(
-        app: AppName,
-        cfg: LambdaConfig,
-        client: LambdaClient,
-        broker: Arc<dyn Broker>,
-        stats: Arc<AppStats>,
-        tracker: &TaskTracker,
-        stop: CancellationToken,
-    ) -> Self {
+    pub fn start(app: AppName, cfg: LambdaConfig, stats: Arc<AppStats>, shared: &Shared) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let calls = Arc::new(Semaphore::new(cfg.max_concurrency));
         let circuit = circuit::Circuit::new(cfg.circuit_failures, cfg.circuit_cooldown);
         let worker = Arc::new(Worker {
             circuit,
+            sinks: shared.sinks.clone(),
             app,
             cfg,
-            client,
-            broker,
+            client: shared.client.clone(),
+            broker: shared.broker.clone(),
             stats,
             calls,
         });
-        tracker.spawn(worker.run(rx, tracker.clone(), stop));
+        shared
+            .tracker
+            .spawn(worker.run(rx, shared.tracker.clone(), shared.stop.clone()));
         Self { tx }
     }
 
@@ -209,18 +218,36 @@ impl Worker {
     fn deliver(&self, to: Reply, result: EventResult) {
         match to {
             Reply::Stream { outbox, slot } => outbox.push_lambda(slot, Ok(result)),
-            Reply::Detached => {
-                let publications: Vec<_> = result
-                    .into_iter()
-                    .filter_map(|a| match a {
+            Reply::Detached { stream_id } => {
+                let mut publications = Vec::new();
+                for action in result {
+                    match action {
                         Ok(Action::Publish {
                             topic,
                             data,
                             dedup_key,
-                        }) => publish::validate(topic.as_str(), data, dedup_key).ok(),
-                        _ => None,
-                    })
-                    .collect();
+                        }) => {
+                            publications
+                                .extend(publish::validate(topic.as_str(), data, dedup_key).ok());
+                        }
+                        Ok(Action::Buffer { sink, data }) => match self.sinks.get(&sink) {
+                            Some(s) => {
+                                self.stats.sink_records.inc();
+                                let rec = crate::capability::sink::record(
+                                    self.app.as_str(),
+                                    &stream_id,
+                                    crate::capability::timer::unix_ms(),
+                                    &data,
+                                );
+                                s.append(Bytes::from(rec));
+                            }
+                            None => self.stats.invalid_actions.inc(),
+                        },
+                        // Only publish and buffer apply once the stream is gone.
+                        Ok(_) => {}
+                        Err(_) => self.stats.invalid_actions.inc(),
+                    }
+                }
                 if !publications.is_empty() {
                     let broker = self.broker.clone();
                     tokio::spawn(async move {

@@ -28,6 +28,32 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub apps: BTreeMap<String, RawApp>,
+    /// Sinks for the `buffer` action, by name.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, RawSink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// `file` (JSON lines, rotating) or `http` (batched POST of a JSON array).
+    pub kind: String,
+    /// file: the path to append to.
+    pub path: Option<std::path::PathBuf>,
+    /// file: rotate at this size, bytes. Default 67108864 (64 MiB).
+    pub max_bytes: Option<u64>,
+    /// file: rotated files kept (`path.1` .. `path.N`). Default 3.
+    pub keep: Option<u32>,
+    /// http: the URL to POST batches to.
+    pub url: Option<String>,
+    /// http: per-request timeout, ms. Default 5000.
+    pub timeout_ms: Option<u64>,
+    /// Records per flush. Default 500.
+    pub batch_size: Option<usize>,
+    /// Flush at least this often, ms. Default 1000.
+    pub flush_interval_ms: Option<u64>,
+    /// Records kept while the target is down; past it the oldest are dropped (counted). Default 100000.
+    pub max_buffer: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +76,8 @@ pub struct RawLimits {
     /// When a connection's queue of topic messages is full: `close` its
     /// streams with `slow_consumer` (default), or `drop_oldest` and send `gap`.
     pub slow_consumer: Option<SlowConsumer>,
+    /// Shortest `timer` interval a lambda may ask for, ms. Default 100.
+    pub min_timer_ms: Option<u64>,
     /// Window in which a repeated publish `dedup_key` is not published again, ms. Default 120000.
     pub publish_dedup_window_ms: Option<u64>,
 }
@@ -109,6 +137,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub limits: Limits,
     pub apps: Vec<AppConfig>,
+    pub sinks: Vec<crate::capability::sink::SinkConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +154,7 @@ pub struct Limits {
     pub keepalive: Duration,
     pub write_timeout: Duration,
     pub slow_consumer: SlowConsumer,
+    pub min_timer: Duration,
     pub publish_dedup_window: Duration,
 }
 
@@ -240,6 +270,7 @@ impl Config {
                 "limits.write_timeout_ms",
             )?),
             slow_consumer: l.slow_consumer.unwrap_or_default(),
+            min_timer: Duration::from_millis(l.min_timer_ms.unwrap_or(100)),
             publish_dedup_window: Duration::from_millis(
                 l.publish_dedup_window_ms.unwrap_or(120_000),
             ),
@@ -249,7 +280,13 @@ impl Config {
             .into_iter()
             .map(|(name, app)| app_config(&name, app))
             .collect::<Result<_, _>>()?;
+        let sinks = raw
+            .sinks
+            .into_iter()
+            .map(|(name, sink)| sink_config(name, sink))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
+            sinks,
             listen,
             broker,
             publish_key,
@@ -264,6 +301,42 @@ impl Config {
             apps,
         })
     }
+}
+
+fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::sink::SinkConfig> {
+    use crate::capability::sink::{SinkConfig, SinkTarget};
+    let target = match raw.kind.as_str() {
+        "file" => SinkTarget::File {
+            path: raw
+                .path
+                .with_context(|| format!("sink {name}: a file sink needs `path`"))?,
+            max_bytes: raw.max_bytes.unwrap_or(64 << 20),
+            keep: raw.keep.unwrap_or(3),
+        },
+        "http" => {
+            let url = raw
+                .url
+                .with_context(|| format!("sink {name}: an http sink needs `url`"))?;
+            SinkTarget::Http {
+                url: url
+                    .parse()
+                    .with_context(|| format!("sink {name}: url {url:?}"))?,
+                timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(5_000)),
+            }
+        }
+        other => bail!("sink {name}: kind {other:?} is not `file` or `http`"),
+    };
+    Ok(SinkConfig {
+        name: name.clone(),
+        target,
+        batch_size: positive(raw.batch_size, 500, "sink batch_size")?,
+        flush_interval: Duration::from_millis(positive(
+            raw.flush_interval_ms,
+            1_000,
+            "sink flush_interval_ms",
+        )?),
+        max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {

@@ -5,14 +5,18 @@
 
 pub mod action;
 pub mod outbox;
+mod replay;
+mod subscription;
+mod timers;
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use switchboard_protocol::client::{ClientFrame, ErrorCode};
-use switchboard_protocol::lambda::{Action, Deliver, Event, EventResult, StreamRef};
+use switchboard_protocol::lambda::{Action, BatchMessage, Deliver, Event, EventResult, StreamRef};
 use switchboard_protocol::{cursor, AppName, CloseReason, StreamName, Topic};
 
 use crate::broker::Message;
@@ -21,6 +25,10 @@ use crate::gateway::{App, Gateway};
 use crate::ops::config::OnFailure;
 use crate::router::Subscriber;
 use outbox::{Inbound, Outbox};
+use subscription::{Subscription, Verdict};
+
+use crate::capability::timer::TimerKind;
+use tokio::time::Duration;
 
 /// Lambda events queued per stream before it counts as a slow consumer.
 const MAX_PENDING_EVENTS: usize = 1024;
@@ -97,46 +105,6 @@ pub enum Out {
     Pong,
 }
 
-struct Subscription {
-    topic: Topic,
-    deliver: Deliver,
-    /// Id of the last message of this topic the stream has passed.
-    position: Arc<str>,
-    /// The newest message taken in (delivered or queued for the lambda):
-    /// messages at or before it are not taken again (replay/live overlap).
-    seen: Option<(u64, u64)>,
-}
-
-impl Subscription {
-    fn new(topic: Topic, deliver: Deliver, position: Arc<str>) -> Self {
-        Self {
-            seen: cursor::id_order(&position),
-            topic,
-            deliver,
-            position,
-        }
-    }
-
-    /// Takes `msg` in unless it was seen already.
-    fn take_in(&mut self, msg: &Message) -> bool {
-        if let (Some(m), Some(seen)) = (msg.order, self.seen) {
-            if m <= seen {
-                return false;
-            }
-        }
-        if msg.order.is_some() {
-            self.seen = msg.order;
-        }
-        true
-    }
-
-    /// Resume from `id`: the cursor's position, and nothing before it again.
-    fn resume_from(&mut self, id: &str) {
-        self.seen = cursor::id_order(id);
-        self.position = Arc::from(id);
-    }
-}
-
 /// A resume request, kept from `open` until the stream is open.
 enum Resume {
     Invalid,
@@ -146,7 +114,9 @@ enum Resume {
 enum Pending {
     Open { params: Map<String, Value> },
     Message(Arc<Message>),
+    Batch(Vec<Arc<Message>>),
     ClientMessage(Box<RawValue>),
+    Timer { name: Arc<str>, fired_at_ms: u64 },
 }
 
 enum Phase {
@@ -164,6 +134,7 @@ pub struct Stream {
     pending: VecDeque<Pending>,
     in_flight: Option<Pending>,
     resume: Option<Resume>,
+    timers: timers::NamedTimers,
 }
 
 /// How a client stream ends, as the client and the lambda see it.
@@ -306,6 +277,7 @@ impl Connection {
             subs: Vec::new(),
             pending: VecDeque::new(),
             in_flight: None,
+            timers: timers::NamedTimers::default(),
             resume: resume.map(|r| match cursor::Cursor::parse(&r) {
                 Ok(c) => Resume::From(c),
                 Err(_) => Resume::Invalid,
@@ -335,7 +307,8 @@ impl Connection {
             }
         };
         for topic in topics {
-            self.subscribe(slot, topic, Deliver::Direct).await;
+            self.subscribe(slot, topic, Deliver::Direct, Default::default())
+                .await;
         }
         self.mark_open(slot, out);
         self.replay(slot, out).await;
@@ -394,6 +367,7 @@ impl Connection {
         while let Some(item) = inbox.pop_front() {
             match item {
                 Inbound::Message { slot, msg } => self.on_message(slot, msg, out),
+                Inbound::Timer { slot, id } => self.on_timer(slot, id, out),
                 Inbound::Gap { slot, topic } => {
                     if let Some(s) = self.streams.get(&slot) {
                         out.push(Out::Gap {
@@ -425,25 +399,50 @@ impl Connection {
         let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) else {
             return;
         };
-        if !s.subs[i].take_in(&msg) {
-            return;
-        }
-        s.app.stats.events_in.inc();
-        match s.subs[i].deliver {
-            Deliver::Direct => {
-                s.app.stats.direct_deliveries.inc();
-                deliver_raw(s, i, msg, out);
+        let now = tokio::time::Instant::now();
+        let stats = &s.app.stats;
+        match s.subs[i].admit(&msg, now) {
+            Verdict::Seen => return,
+            Verdict::DedupDrop => {
+                stats.dedup_drops.inc();
+                return skipped(s, i, &msg);
             }
-            Deliver::Lambda => {
-                if s.pending.len() >= MAX_PENDING_EVENTS {
-                    s.app.stats.slow_consumer_closes.inc();
-                    self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
-                    return;
+            Verdict::RateDrop => {
+                stats.rate_limit_drops.inc();
+                return skipped(s, i, &msg);
+            }
+            Verdict::Deliver => {}
+        }
+        stats.events_in.inc();
+        if s.subs[i].deliver == Deliver::Direct {
+            stats.direct_deliveries.inc();
+            return deliver_raw(s, i, msg, out);
+        }
+        if s.pending.len() >= MAX_PENDING_EVENTS {
+            stats.slow_consumer_closes.inc();
+            return self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
+        }
+        let sub = &mut s.subs[i];
+        match &mut sub.batch {
+            None => s.pending.push_back(Pending::Message(msg)),
+            Some(b) => {
+                if let Some(full) = b.push(msg, now) {
+                    sub.batch_timer = None;
+                    s.pending.push_back(Pending::Batch(full));
+                } else if sub.batch_timer.is_none() {
+                    let delay = b
+                        .deadline()
+                        .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+                    let kind = TimerKind::BatchDue(sub.topic.clone());
+                    match self.gw.timers.set(&self.outbox, slot, kind, delay, None) {
+                        Ok(t) => sub.batch_timer = Some(t),
+                        // No timer: send what is gathered now rather than hold it forever.
+                        Err(_) => s.pending.push_back(Pending::Batch(b.take())),
+                    }
                 }
-                s.pending.push_back(Pending::Message(msg));
-                self.pump(slot);
             }
         }
+        self.pump(slot);
     }
 
     /// Sends the stream's next queued event to its lambda if none is in flight.
@@ -480,8 +479,29 @@ impl Connection {
                 data: &m.data,
             }
             .to_vec(),
+            Pending::Batch(msgs) => Event::Batch {
+                stream,
+                messages: msgs
+                    .iter()
+                    .map(|m| BatchMessage {
+                        topic: m.topic.as_str(),
+                        id: &m.id,
+                        data: &m.data,
+                    })
+                    .collect(),
+            }
+            .to_vec(),
             Pending::ClientMessage(data) => Event::ClientMessage { stream, data }.to_vec(),
+            Pending::Timer { name, fired_at_ms } => Event::Timer {
+                stream,
+                name,
+                fired_at_ms: *fired_at_ms,
+            }
+            .to_vec(),
         };
+        if matches!(next, Pending::Batch(_)) {
+            s.app.stats.batches.inc();
+        }
         s.in_flight = Some(next);
         dispatcher.submit(Job {
             event,
@@ -513,46 +533,97 @@ impl Connection {
                 });
                 return;
             }
-            (Pending::Message(msg), Ok(result)) => {
-                let cursor = s
-                    .subs
-                    .iter()
-                    .position(|sub| sub.topic == msg.topic)
-                    .map(|i| advance(s, i, &msg));
-                if self.apply(slot, result, cursor, out).await.is_break() {
+            (Pending::Message(msg), outcome) => {
+                if self
+                    .messages_answered(slot, vec![msg], outcome, out)
+                    .await
+                    .is_break()
+                {
                     return;
                 }
             }
-            (Pending::ClientMessage(_), Ok(result)) => {
-                if self.apply(slot, result, None, out).await.is_break() {
+            (Pending::Batch(msgs), outcome) => {
+                if self
+                    .messages_answered(slot, msgs, outcome, out)
+                    .await
+                    .is_break()
+                {
                     return;
                 }
             }
-            (Pending::Message(msg), Err(_)) => {
-                let policy = s.app.on_failure;
-                if let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) {
-                    match policy {
-                        OnFailure::DeliverRaw => deliver_raw(s, i, msg, out),
-                        OnFailure::Drop | OnFailure::Close => {
-                            s.app.stats.drops_lambda_failure.inc();
-                            advance(s, i, &msg);
-                        }
-                    }
-                }
-                if policy == OnFailure::Close {
-                    self.close_stream(slot, Ending::of(CloseReason::Error), out);
+            (Pending::Timer { name, .. }, outcome) => {
+                s.timers.done(&name);
+                if self.answered(slot, outcome, out).await.is_break() {
                     return;
                 }
             }
-            (Pending::ClientMessage(_), Err(_)) => {
-                s.app.stats.drops_lambda_failure.inc();
-                if s.app.on_failure == OnFailure::Close {
-                    self.close_stream(slot, Ending::of(CloseReason::Error), out);
+            (Pending::ClientMessage(_), outcome) => {
+                if self.answered(slot, outcome, out).await.is_break() {
                     return;
                 }
             }
         }
         self.pump(slot);
+    }
+
+    /// The answer to a `message` or `batch` event: the cursor moves past the
+    /// messages, and pushes carry it. On failure, `on_failure` decides.
+    async fn messages_answered(
+        &mut self,
+        slot: u32,
+        msgs: Vec<Arc<Message>>,
+        outcome: LambdaOutcome,
+        out: &mut Vec<Out>,
+    ) -> ControlFlow<()> {
+        let Some(s) = self.streams.get_mut(&slot) else {
+            return ControlFlow::Break(());
+        };
+        let policy = s.app.on_failure;
+        let mut cursor = None;
+        for msg in msgs {
+            let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) else {
+                continue;
+            };
+            match (&outcome, policy) {
+                (Ok(_), _) => cursor = Some(advance(s, i, &msg)),
+                (Err(_), OnFailure::DeliverRaw) => deliver_raw(s, i, msg, out),
+                (Err(_), OnFailure::Drop | OnFailure::Close) => {
+                    s.app.stats.drops_lambda_failure.inc();
+                    advance(s, i, &msg);
+                }
+            }
+        }
+        match outcome {
+            Ok(result) => self.apply(slot, result, cursor, out).await,
+            Err(_) if policy == OnFailure::Close => {
+                self.close_stream(slot, Ending::of(CloseReason::Error), out);
+                ControlFlow::Break(())
+            }
+            Err(_) => ControlFlow::Continue(()),
+        }
+    }
+
+    /// The answer to an event without messages (client message, timer).
+    async fn answered(
+        &mut self,
+        slot: u32,
+        outcome: LambdaOutcome,
+        out: &mut Vec<Out>,
+    ) -> ControlFlow<()> {
+        let Some(s) = self.streams.get(&slot) else {
+            return ControlFlow::Break(());
+        };
+        match outcome {
+            Ok(result) => self.apply(slot, result, None, out).await,
+            Err(_) => {
+                s.app.stats.drops_lambda_failure.inc();
+                if s.app.on_failure == OnFailure::Close {
+                    self.close_stream(slot, Ending::of(CloseReason::Error), out);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+        }
     }
 
     async fn open_answered(&mut self, slot: u32, result: EventResult, out: &mut Vec<Out>) {
@@ -603,67 +674,6 @@ impl Connection {
         self.pump(slot);
     }
 
-    /// Resume: for each followed topic in the cursor, the messages after its
-    /// position, through the live path; `gap` first for topics whose history
-    /// no longer reaches back (or a cursor that cannot be used).
-    async fn replay(&mut self, slot: u32, out: &mut Vec<Out>) {
-        let Some(s) = self.streams.get_mut(&slot) else {
-            return;
-        };
-        let Some(resume) = s.resume.take() else {
-            return;
-        };
-        let topics: Vec<Topic> = s.subs.iter().map(|sub| sub.topic.clone()).collect();
-        let mut gaps = Vec::new();
-        let mut replays = Vec::new();
-        for topic in topics {
-            let cursor = match &resume {
-                Resume::Invalid => {
-                    gaps.push(topic);
-                    continue;
-                }
-                Resume::From(c) => c,
-            };
-            // A topic the cursor does not name starts live.
-            let Some(after) = cursor.position(topic.as_str()) else {
-                continue;
-            };
-            if cursor.epoch != self.gw.broker.epoch() {
-                gaps.push(topic);
-                continue;
-            }
-            let history = match self.gw.broker.history(&topic, after).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(topic = %topic, error = %e, "history unavailable for resume");
-                    gaps.push(topic);
-                    continue;
-                }
-            };
-            if history.truncated {
-                gaps.push(topic.clone());
-            } else if let Some(sub) = self
-                .streams
-                .get_mut(&slot)
-                .and_then(|s| s.subs.iter_mut().find(|x| x.topic == topic))
-            {
-                sub.resume_from(after);
-            }
-            replays.push(history.messages);
-        }
-        if !gaps.is_empty() {
-            if let Some(s) = self.streams.get(&slot) {
-                out.push(Out::Gap {
-                    stream: s.name.clone(),
-                    topics: gaps.iter().map(|t| t.as_str().to_owned()).collect(),
-                });
-            }
-        }
-        for msg in replays.into_iter().flatten() {
-            self.on_message(slot, msg, out);
-        }
-    }
-
     /// Applies one event's actions in order. Break: the stream closed.
     async fn apply(
         &mut self,
@@ -695,12 +705,18 @@ impl Connection {
     }
 
     /// Subscribes a stream to a topic (or changes its delivery mode).
-    async fn subscribe(&mut self, slot: u32, topic: Topic, deliver: Deliver) {
+    async fn subscribe(
+        &mut self,
+        slot: u32,
+        topic: Topic,
+        deliver: Deliver,
+        options: subscription::Options,
+    ) {
         let Some(s) = self.streams.get_mut(&slot) else {
             return;
         };
         if let Some(sub) = s.subs.iter_mut().find(|sub| sub.topic == topic) {
-            sub.deliver = deliver;
+            sub.configure(deliver, options);
             return;
         }
         let first = self.gw.router.add(
@@ -723,7 +739,8 @@ impl Connection {
             .unwrap_or_else(|_| Arc::from("0"));
         if let Some(s) = self.streams.get_mut(&slot) {
             s.app.stats.subscriptions.add(1);
-            s.subs.push(Subscription::new(topic, deliver, position));
+            s.subs
+                .push(Subscription::new(topic, deliver, position, options));
         }
     }
 
@@ -759,7 +776,9 @@ impl Connection {
                 };
                 d.submit(Job {
                     event: event.to_vec(),
-                    reply: Reply::Detached,
+                    reply: Reply::Detached {
+                        stream_id: s.id.clone(),
+                    },
                 });
             }
             s.app.stats.streams.add(-1);
@@ -842,6 +861,14 @@ fn advance(s: &mut Stream, i: usize, msg: &Arc<Message>) -> Arc<CursorText> {
         cursor::push_entry(&mut c, sub.topic.as_str(), &sub.position);
     }
     Arc::new(CursorText::Owned(c))
+}
+
+/// A message the stream skips on purpose: the cursor moves past it, unless
+/// earlier messages still wait for the lambda (the cursor must not pass them).
+fn skipped(s: &mut Stream, i: usize, msg: &Arc<Message>) {
+    if s.in_flight.is_none() && s.pending.is_empty() {
+        s.subs[i].position = msg.id.clone();
+    }
 }
 
 fn deliver_raw(s: &mut Stream, i: usize, msg: Arc<Message>, out: &mut Vec<Out>) {

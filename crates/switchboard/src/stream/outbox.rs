@@ -24,6 +24,11 @@ pub enum Inbound {
         slot: u32,
         topic: Topic,
     },
+    /// A timer came due (see `capability::timer`).
+    Timer {
+        slot: u32,
+        id: u64,
+    },
     Lambda {
         slot: u32,
         outcome: LambdaOutcome,
@@ -113,6 +118,10 @@ impl Outbox {
         self.push_control(Inbound::Gap { slot, topic });
     }
 
+    pub fn push_timer(&self, slot: u32, id: u64) {
+        self.push_control(Inbound::Timer { slot, id });
+    }
+
     /// Queues an item that is not a topic message: never refused while open.
     fn push_control(&self, item: Inbound) {
         let mut inner = self.inner.lock();
@@ -166,6 +175,7 @@ mod tests {
             Arc::from(id.to_string()),
             data,
             Arc::from("e"),
+            None,
         ))
     }
 
@@ -173,7 +183,7 @@ mod tests {
         q.iter()
             .filter_map(|i| match i {
                 Inbound::Message { msg, .. } => Some(msg.id.to_string()),
-                Inbound::Lambda { .. } | Inbound::Gap { .. } => None,
+                _ => None,
             })
             .collect()
     }

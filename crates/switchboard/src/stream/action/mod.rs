@@ -1,11 +1,13 @@
 //! Lambda actions, one file per kind: adding an action is one file and one
 //! match arm. Each applies to one stream, in the order the lambda gave.
 
+mod buffer;
 mod close;
 mod publish;
 mod push;
 mod set_state;
 mod subscribe;
+mod timer;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -23,9 +25,13 @@ pub(super) async fn apply(
     out: &mut Vec<Out>,
 ) -> ControlFlow<()> {
     match action {
-        Action::Subscribe { topic, deliver, .. } => {
-            subscribe::subscribe(conn, slot, topic, deliver).await
-        }
+        Action::Subscribe {
+            topic,
+            deliver,
+            rate_limit,
+            dedup,
+            batch,
+        } => subscribe::subscribe(conn, slot, topic, deliver, rate_limit, dedup, batch).await,
         Action::Unsubscribe { topic } => subscribe::unsubscribe(conn, slot, &topic),
         Action::Push { data, event } => push::apply(conn, slot, data, event, cursor, out),
         Action::Publish {
@@ -38,12 +44,13 @@ pub(super) async fn apply(
         Action::Accept {} | Action::Reject { .. } => {
             conn.invalid_action(slot, "accept and reject apply only to an open event");
         }
-        other @ (Action::Timer { .. } | Action::CancelTimer { .. } | Action::Buffer { .. }) => {
-            conn.invalid_action(
-                slot,
-                &format!("action {:?} is not supported by this version", other.kind()),
-            );
-        }
+        Action::Timer {
+            name,
+            every_ms,
+            after_ms,
+        } => timer::set(conn, slot, name, every_ms, after_ms),
+        Action::CancelTimer { name } => timer::cancel(conn, slot, &name),
+        Action::Buffer { sink, data } => buffer::apply(conn, slot, &sink, &data),
     }
     ControlFlow::Continue(())
 }

@@ -1,8 +1,10 @@
 //! `subscribe` and `unsubscribe`.
 
-use switchboard_protocol::lambda::Deliver;
+use switchboard_protocol::lambda::{BatchSpec, Dedup, Deliver, RateLimit};
 use switchboard_protocol::Topic;
+use tokio::time::Duration;
 
+use crate::stream::subscription::Options;
 use crate::stream::Connection;
 
 pub(super) async fn subscribe(
@@ -10,8 +12,16 @@ pub(super) async fn subscribe(
     slot: u32,
     topic: Topic,
     deliver: Option<Deliver>,
+    rate_limit: Option<RateLimit>,
+    dedup: Option<Dedup>,
+    batch: Option<BatchSpec>,
 ) {
-    conn.subscribe(slot, topic, deliver.unwrap_or_default())
+    let options = Options {
+        rate_limit,
+        dedup_window: dedup.map(|d| Duration::from_millis(d.window_ms)),
+        batch,
+    };
+    conn.subscribe(slot, topic, deliver.unwrap_or_default(), options)
         .await;
 }
 

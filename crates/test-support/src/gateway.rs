@@ -1,0 +1,140 @@
+//! The real gateway as a child process on a port the OS picked.
+
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::forward_lines;
+
+/// How long the gateway may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// What the gateway prints, as its first stdout line, before the URL.
+const READY_PREFIX: &str = "switchboard listening on http://";
+
+/// A running `switchboard serve`, killed when dropped.
+pub struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Runs `bin serve --listen 127.0.0.1:0 ARGS...` and waits for its address.
+    pub async fn start(bin: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(bin, args, &[]).await
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables. Inherited
+    /// `SWITCHBOARD_*` variables (but `SWITCHBOARD_LOG`) are removed so that
+    /// tests stay hermetic.
+    pub async fn start_with_env(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("SWITCHBOARD_") && key != "SWITCHBOARD_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning gateway {bin}"))?;
+
+        forward_lines(
+            "gateway",
+            BufReader::new(child.stderr.take().context("gateway stderr")?),
+        );
+        let mut stdout = BufReader::new(child.stdout.take().context("gateway stdout")?);
+        let mut first = String::new();
+        let read = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
+        let addr = match read {
+            Err(_) => anyhow::bail!("gateway printed no address within {START_TIMEOUT:?}"),
+            Ok(Err(e)) => return Err(e).context("reading gateway stdout"),
+            Ok(Ok(0)) => {
+                let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                anyhow::bail!("gateway exited before printing its address: {status:?}")
+            }
+            Ok(Ok(_)) => parse_ready_line(first.trim_end())?,
+        };
+        forward_lines("gateway stdout", stdout);
+        Ok(Self { child, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT` + `path` (which starts with `/`).
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT` + `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`"TERM"`, `"INT"`, ...) with `kill(1)`.
+    pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("gateway already exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -{sig} {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// Waits for the process to exit, for at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => anyhow::bail!("gateway still running after {limit:?}"),
+        }
+    }
+}
+
+fn parse_ready_line(line: &str) -> anyhow::Result<SocketAddr> {
+    let rest = line
+        .strip_prefix(READY_PREFIX)
+        .with_context(|| format!("unexpected first stdout line from gateway: {line:?}"))?;
+    rest.trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("bad address in gateway line: {line:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line_gives_the_address() {
+        let addr = parse_ready_line("switchboard listening on http://127.0.0.1:4321").unwrap();
+        assert_eq!(addr.port(), 4321);
+        assert!(parse_ready_line("listening on 127.0.0.1:1").is_err());
+    }
+}
