@@ -20,6 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Run the gateway for local development: `serve --dev`, printing each
+    /// event -> actions exchange with the lambdas as it happens.
+    Dev(ServeArgs),
+
     /// Publish one message through a running gateway's publish API.
     Publish(PublishArgs),
     /// Lambda tools.
@@ -70,7 +74,11 @@ pub struct ServeArgs {
     /// Allow publishing without a key on a non-loopback listener.
     #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS_PUBLISH")]
     pub allow_anonymous_publish: bool,
+    /// Print each lambda exchange (event -> actions) to stdout as it happens.
+    #[arg(long, env = "SWITCHBOARD_DEV")]
+    pub dev: bool,
     /// Log level filter, e.g. `info`, `switchboard=debug`. Env: SWITCHBOARD_LOG.
+
     #[arg(long, env = "SWITCHBOARD_LOG")]
     pub log: Option<String>,
 }

@@ -99,7 +99,9 @@ impl Gateway {
             sinks: sinks.clone(),
             tracker: dispatch_tracker.clone(),
             stop: stop_dispatch.clone(),
+            dev: config.dev,
         };
+
         let apps = config
             .apps
             .iter()

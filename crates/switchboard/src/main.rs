@@ -9,6 +9,11 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Dev(mut args) => {
+            args.dev = true;
+            serve(args).await
+        }
+
         Command::Publish(args) => switchboard::ops::publish_cmd::run(args).await,
         Command::Lambda {
             command:

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,6 +21,7 @@ const READY_PREFIX: &str = "switchboard listening on http://";
 pub struct Gateway {
     child: Child,
     addr: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -70,8 +73,27 @@ impl Gateway {
             }
             Ok(Ok(_)) => parse_ready_line(first.trim_end())?,
         };
-        forward_lines("gateway stdout", stdout);
-        Ok(Self { child, addr })
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sink = kept.clone();
+        tokio::spawn(async move {
+            let mut lines = stdout.lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[gateway stdout] {line}");
+                if let Ok(mut v) = sink.lock() {
+                    v.push(line);
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            addr,
+            stdout: kept,
+        })
+    }
+
+    /// What the gateway printed to stdout after its address line (e.g. `dev` output).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     pub fn addr(&self) -> SocketAddr {

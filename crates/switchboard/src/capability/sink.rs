@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatcher::LambdaClient;
-use crate::ops::metrics::Counter;
+pub use crate::ops::metrics::SinkStats;
 
 #[derive(Debug, Clone)]
 pub enum SinkTarget {
@@ -40,14 +40,6 @@ pub struct SinkConfig {
     pub flush_interval: Duration,
     /// Records kept while the target is down; past it the oldest are dropped.
     pub max_buffer: usize,
-}
-
-#[derive(Default, Debug)]
-pub struct SinkStats {
-    pub records_in: Counter,
-    pub records_written: Counter,
-    pub records_dropped: Counter,
-    pub flush_failures: Counter,
 }
 
 /// A handle to one sink's task.

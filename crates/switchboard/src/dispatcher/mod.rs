@@ -5,6 +5,7 @@
 
 pub mod circuit;
 pub mod client;
+pub mod dev;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ struct Worker {
     calls: Arc<Semaphore>,
     circuit: circuit::Circuit,
     sinks: Arc<Sinks>,
+    /// Print each exchange (`switchboard dev`).
+    dev: bool,
 }
 
 /// What every app's dispatcher shares.
@@ -72,6 +75,8 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// Cancelled once connections are done: finish what is queued, then stop.
     pub stop: CancellationToken,
+    /// Print each event -> actions exchange.
+    pub dev: bool,
 }
 
 impl Dispatcher {
@@ -82,6 +87,8 @@ impl Dispatcher {
         let worker = Arc::new(Worker {
             circuit,
             sinks: shared.sinks.clone(),
+            dev: shared.dev,
+
             app,
             cfg,
             client: shared.client.clone(),
@@ -192,10 +199,16 @@ impl Worker {
             match parsed {
                 Ok(results) => {
                     for (job, result) in batch.into_iter().zip(results) {
+                        if self.dev {
+                            let mut lines = vec![dev::event_line(self.app.as_str(), &job.event)];
+                            lines.extend(dev::result_lines(&result));
+                            println!("{}", lines.join("\n"));
+                        }
                         self.deliver(job.reply, result);
                     }
                     return;
                 }
+
                 Err(e) => {
                     self.stats.lambda_failures.inc();
                     tracing::warn!(app = %self.app, attempt, error = %e, "lambda call failed");
@@ -205,6 +218,12 @@ impl Worker {
         }
         self.stats.lambda_gave_up.inc();
         for job in batch {
+            if self.dev {
+                println!(
+                    "{}\n    !! lambda failed: {last}",
+                    dev::event_line(self.app.as_str(), &job.event)
+                );
+            }
             reply(job.reply, Err(last.clone()));
         }
     }

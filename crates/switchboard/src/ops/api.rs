@@ -22,7 +22,14 @@ pub fn readyz(gw: &Gateway) -> Response {
 }
 
 pub fn metrics(gw: &Gateway) -> Response {
-    let text = metrics::render_prometheus(&gw.node, &gw.apps_sorted());
+    let mut sinks: Vec<(&str, &metrics::SinkStats)> = gw
+        .sinks
+        .values()
+        .map(|s| (s.name.as_str(), &*s.stats))
+        .collect();
+    sinks.sort_by_key(|(n, _)| *n);
+    let text = metrics::render_prometheus(&gw.node, &gw.apps_sorted(), &sinks);
+
     text_response(200, "text/plain; version=0.0.4", text)
 }
 
@@ -72,7 +79,19 @@ pub fn admin_apps(gw: &Gateway, headers: &HeaderMap) -> Response {
             (name.to_owned(), v)
         })
         .collect();
-    json_response(200, &json!({ "apps": apps }))
+    let sinks: Map<String, Value> = gw
+        .sinks
+        .values()
+        .map(|s| {
+            let rows = s
+                .stats
+                .each()
+                .into_iter()
+                .map(|(name, _, _, v)| (name.to_owned(), json!(v)));
+            (s.name.clone(), Value::Object(rows.collect()))
+        })
+        .collect();
+    json_response(200, &json!({ "apps": apps, "sinks": sinks }))
 }
 
 pub async fn publish(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {

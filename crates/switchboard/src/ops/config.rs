@@ -138,6 +138,8 @@ pub struct Config {
     pub limits: Limits,
     pub apps: Vec<AppConfig>,
     pub sinks: Vec<crate::capability::sink::SinkConfig>,
+    /// Print each lambda exchange to stdout (`switchboard dev` / `serve --dev`).
+    pub dev: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -286,7 +288,9 @@ impl Config {
             .map(|(name, sink)| sink_config(name, sink))
             .collect::<Result<_, _>>()?;
         Ok(Self {
+            dev: args.dev,
             sinks,
+
             listen,
             broker,
             publish_key,

@@ -112,25 +112,50 @@ stats!(
     }
 );
 
+stats!(
+    /// One sink's records: in, written, dropped (past its bounds), failed flushes.
+    SinkStats {
+        records_in: Counter = "Records appended to the sink",
+        records_written: Counter = "Records written to the sink's target",
+        records_dropped: Counter = "Records dropped: queue or buffer full while the target was down, or lost at shutdown",
+        flush_failures: Counter = "Failed flushes (each retried later)",
+    }
+);
+
+type Rows = Vec<(&'static str, &'static str, &'static str, i64)>;
+
 /// Renders Prometheus text exposition.
-pub fn render_prometheus(node: &NodeStats, apps: &[(&str, &AppStats)]) -> String {
+pub fn render_prometheus(
+    node: &NodeStats,
+    apps: &[(&str, &AppStats)],
+    sinks: &[(&str, &SinkStats)],
+) -> String {
     let mut out = String::with_capacity(4096);
     for (name, kind, help, v) in node.each() {
         let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\nswitchboard_{name} {v}");
     }
-    if let Some((_, first)) = apps.first() {
-        for (i, (name, kind, help, _)) in first.each().into_iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "# HELP switchboard_app_{name} {help}\n# TYPE switchboard_app_{name} {kind}"
-            );
-            for (app, stats) in apps {
-                let v = stats.each()[i].3;
-                let _ = writeln!(out, "switchboard_app_{name}{{app=\"{app}\"}} {v}");
-            }
+    let apps: Vec<(&str, Rows)> = apps.iter().map(|(n, s)| (*n, s.each())).collect();
+    labeled(&mut out, "app", &apps);
+    let sinks: Vec<(&str, Rows)> = sinks.iter().map(|(n, s)| (*n, s.each())).collect();
+    labeled(&mut out, "sink", &sinks);
+    out
+}
+
+/// `switchboard_<label>_<name>{<label>="<value>"} v` for each labeled set of rows.
+fn labeled(out: &mut String, label: &str, sets: &[(&str, Rows)]) {
+    let Some((_, first)) = sets.first() else {
+        return;
+    };
+    for (i, (name, kind, help, _)) in first.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_{label}_{name} {help}\n# TYPE switchboard_{label}_{name} {kind}"
+        );
+        for (value, rows) in sets {
+            let v = rows[i].3;
+            let _ = writeln!(out, "switchboard_{label}_{name}{{{label}=\"{value}\"}} {v}");
         }
     }
-    out
 }
 
 /// One app's figures as JSON, for `GET /v1/admin/apps`.
@@ -160,7 +185,10 @@ mod tests {
         let a = AppStats::default();
         a.pushes.add(2);
         let b = AppStats::default();
-        let text = render_prometheus(&node, &[("a", &a), ("b", &b)]);
+        let s = SinkStats::default();
+        s.records_dropped.add(4);
+        let text = render_prometheus(&node, &[("a", &a), ("b", &b)], &[("audit", &s)]);
+        assert!(text.contains("switchboard_sink_records_dropped{sink=\"audit\"} 4\n"));
         assert!(text.contains("switchboard_published 3\n"));
         assert!(text.contains("switchboard_app_pushes{app=\"a\"} 2\n"));
         assert!(text.contains("switchboard_app_pushes{app=\"b\"} 0\n"));
