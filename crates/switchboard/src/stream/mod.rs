@@ -56,11 +56,12 @@ pub enum Body {
     Data(Box<RawValue>),
 }
 
-/// An event frame's `id`.
+/// An event frame's `id`; cheap to clone (pushes answering a message share it).
+#[derive(Clone)]
 pub enum CursorText {
     /// A single-topic stream's cursor: the message's shared one.
     Shared(Arc<Message>),
-    Owned(String),
+    Owned(Arc<str>),
 }
 
 impl CursorText {
@@ -84,7 +85,7 @@ pub enum Out {
     },
     Event {
         stream: StreamName,
-        cursor: Option<Arc<CursorText>>,
+        cursor: Option<CursorText>,
         event: Option<String>,
         body: Body,
     },
@@ -679,7 +680,7 @@ impl Connection {
         &mut self,
         slot: u32,
         actions: EventResult,
-        cursor: Option<Arc<CursorText>>,
+        cursor: Option<CursorText>,
         out: &mut Vec<Out>,
     ) -> std::ops::ControlFlow<()> {
         for a in actions {
@@ -846,11 +847,12 @@ fn unknown_stream(name: &StreamName) -> Out {
 }
 
 /// Moves the stream past `msg` in its topic and returns its new cursor.
-fn advance(s: &mut Stream, i: usize, msg: &Arc<Message>) -> Arc<CursorText> {
+fn advance(s: &mut Stream, i: usize, msg: &Arc<Message>) -> CursorText {
     s.subs[i].position = msg.id.clone();
     if s.subs.len() == 1 {
-        return Arc::new(CursorText::Shared(msg.clone()));
+        return CursorText::Shared(msg.clone());
     }
+
     let mut c = msg
         .single_topic_cursor()
         .split('~')
@@ -860,7 +862,7 @@ fn advance(s: &mut Stream, i: usize, msg: &Arc<Message>) -> Arc<CursorText> {
     for sub in &s.subs {
         cursor::push_entry(&mut c, sub.topic.as_str(), &sub.position);
     }
-    Arc::new(CursorText::Owned(c))
+    CursorText::Owned(Arc::from(c))
 }
 
 /// A message the stream skips on purpose: the cursor moves past it, unless

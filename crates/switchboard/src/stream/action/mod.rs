@@ -10,7 +10,6 @@ mod subscribe;
 mod timer;
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use switchboard_protocol::lambda::Action;
 
@@ -21,7 +20,7 @@ pub(super) async fn apply(
     conn: &mut Connection,
     slot: u32,
     action: Action,
-    cursor: Option<&Arc<CursorText>>,
+    cursor: Option<&CursorText>,
     out: &mut Vec<Out>,
 ) -> ControlFlow<()> {
     match action {

@@ -1,8 +1,6 @@
 //! `push`: data to this stream's client; it carries the cursor of the message
 //! it answers, if any.
 
-use std::sync::Arc;
-
 use serde_json::value::RawValue;
 
 use crate::stream::{Body, Connection, CursorText, Out};
@@ -12,7 +10,7 @@ pub(super) fn apply(
     slot: u32,
     data: Box<RawValue>,
     event: Option<String>,
-    cursor: Option<&Arc<CursorText>>,
+    cursor: Option<&CursorText>,
     out: &mut Vec<Out>,
 ) {
     let Some(s) = conn.streams.get(&slot) else {

@@ -23,7 +23,7 @@ pub(super) fn frames(outs: impl Iterator<Item = Out>, segs: &mut Vec<Bytes>) -> 
                 client::event_head(
                     &mut head,
                     stream.as_str(),
-                    cursor.as_deref().map(|c| c.as_str()),
+                    cursor.as_ref().map(|c| c.as_str()),
                     event.as_deref(),
                 );
                 let tail = match body {
