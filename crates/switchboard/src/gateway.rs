@@ -64,11 +64,15 @@ impl Gateway {
     pub fn new(config: Config) -> Arc<Self> {
         let router = Arc::new(TopicRouter::default());
         let broker: Arc<dyn Broker> = match config.broker {
-            BrokerUrl::Memory => Arc::new(MemoryBroker::new(
-                router.clone(),
-                HistoryLimits::default(),
-                config.limits.publish_dedup_window,
-            )),
+            BrokerUrl::Memory => {
+                let memory = Arc::new(MemoryBroker::new(
+                    router.clone(),
+                    HistoryLimits::default(),
+                    config.limits.publish_dedup_window,
+                ));
+                memory.start_sweeper(std::time::Duration::from_secs(30));
+                memory
+            }
         };
         let tracker = TaskTracker::new();
         let dispatch_tracker = TaskTracker::new();

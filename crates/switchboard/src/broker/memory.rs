@@ -62,6 +62,40 @@ impl MemoryBroker {
         }
     }
 
+    /// Frees what quiet topics hold past their bounds (old history, expired
+    /// dedup keys). A topic keeps only its sequence (tens of bytes), so its
+    /// ids never restart while this process lives.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let logs: Vec<_> = self.topics.read().values().cloned().collect();
+        for log in logs {
+            let mut log = log.lock();
+            log.expire(now, &self.history);
+            log.expire_dedup(now, self.dedup_window);
+            if log.history.is_empty() {
+                log.history = VecDeque::new();
+            }
+            if log.dedup.is_empty() {
+                log.dedup = HashMap::new();
+                log.dedup_order = VecDeque::new();
+            }
+        }
+    }
+
+    /// Sweeps every `every` while the broker lives.
+    pub fn start_sweeper(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(broker) = weak.upgrade() else { break };
+                broker.sweep();
+            }
+        });
+    }
+
     fn log(&self, topic: &Topic) -> Arc<Mutex<TopicLog>> {
         if let Some(l) = self.topics.read().get(topic) {
             return l.clone();
@@ -251,6 +285,41 @@ mod tests {
         assert_eq!(ids, ["1", "2", "1", "2"]);
         assert_eq!(&*b.position(&Topic::new("a").unwrap()).await.unwrap(), "2");
         assert_eq!(&*b.position(&Topic::new("zz").unwrap()).await.unwrap(), "0");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_frees_old_history_but_keeps_the_sequence() {
+        let limits = HistoryLimits {
+            max_messages: 100,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(60),
+        };
+        let b = MemoryBroker::new(
+            Arc::new(TopicRouter::default()),
+            limits,
+            Duration::from_secs(10),
+        );
+        b.publish(vec![
+            publication("a", "1", Some("k")),
+            publication("a", "2", None),
+        ])
+        .await
+        .unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        b.sweep();
+        let t = Topic::new("a").unwrap();
+        {
+            let log = b.log(&t);
+            let l = log.lock();
+            assert!(l.history.is_empty() && l.dedup.is_empty());
+            assert_eq!(l.history_bytes, 0);
+        }
+        let ids = b
+            .publish(vec![publication("a", "3", Some("k"))])
+            .await
+            .unwrap();
+        assert_eq!(&*ids[0], "3", "ids continue; the dedup key expired");
+        assert!(b.history(&t, "1").await.unwrap().truncated, "2 aged out");
     }
 
     #[tokio::test]
