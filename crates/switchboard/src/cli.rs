@@ -62,7 +62,8 @@ pub struct ServeArgs {
     /// With no app at all, the app `pubsub` runs as NAME=direct.
     #[arg(long = "app", env = "SWITCHBOARD_APPS", value_delimiter = ',')]
     pub apps: Vec<String>,
-    /// Broker: `memory` (embedded, the default), later nats://HOST:PORT or redis://HOST:PORT.
+    /// Broker: `memory` (embedded, the default), or a shared one for many nodes:
+    /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md).
     #[arg(long, env = "SWITCHBOARD_BROKER")]
     pub broker: Option<String>,
     /// Key that publishers must send as `Authorization: Bearer KEY` to POST /v1/publish.

@@ -61,19 +61,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Builds the node; a shared broker is connected first (the node starts
+    /// not ready if it cannot be reached yet, and keeps trying).
+    pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
         let router = Arc::new(TopicRouter::default());
-        let broker: Arc<dyn Broker> = match config.broker {
-            BrokerUrl::Memory => {
-                let memory = Arc::new(MemoryBroker::new(
-                    router.clone(),
-                    HistoryLimits::default(),
-                    config.limits.publish_dedup_window,
-                ));
-                memory.start_sweeper(std::time::Duration::from_secs(30));
-                memory
-            }
-        };
+        let broker = broker(&config, &router).await?;
         let tracker = TaskTracker::new();
         let dispatch_tracker = TaskTracker::new();
         let stop_dispatch = CancellationToken::new();
@@ -137,7 +129,7 @@ impl Gateway {
             .collect();
         forwarded_headers.sort();
         forwarded_headers.dedup();
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             forwarded_headers,
             config,
             apps,
@@ -156,7 +148,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             node_id: format!("{:08x}", rand::random::<u32>()),
             next_stream: AtomicU64::new(1),
-        })
+        }))
     }
 
     /// A stream id unique across nodes and restarts (random node prefix).
@@ -196,4 +188,42 @@ impl Gateway {
         v.sort_by_key(|(n, _)| *n);
         v
     }
+}
+
+/// The broker named by the config: embedded, or a shared one.
+async fn broker(config: &Config, router: &Arc<TopicRouter>) -> anyhow::Result<Arc<dyn Broker>> {
+    let dedup_window = config.limits.publish_dedup_window;
+    Ok(match &config.broker {
+        BrokerUrl::Memory => {
+            let memory = Arc::new(MemoryBroker::new(
+                router.clone(),
+                HistoryLimits::default(),
+                dedup_window,
+            ));
+            memory.start_sweeper(std::time::Duration::from_secs(30));
+            memory
+        }
+        #[cfg(feature = "nats")]
+        BrokerUrl::Nats(url) => Arc::new(
+            crate::broker::nats::NatsBroker::start(
+                url,
+                router.clone(),
+                HistoryLimits::default(),
+                dedup_window,
+            )
+            .await?,
+        ),
+        #[cfg(feature = "redis")]
+        BrokerUrl::Redis(url) => Arc::new(
+            crate::broker::redis::RedisBroker::start(
+                url,
+                router.clone(),
+                HistoryLimits::default(),
+                dedup_window,
+            )
+            .await?,
+        ),
+        #[allow(unreachable_patterns)]
+        other => anyhow::bail!("broker {other:?} is not in this build"),
+    })
 }

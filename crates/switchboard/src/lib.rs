@@ -30,7 +30,7 @@ pub async fn start(config: ops::config::Config) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let gateway = Gateway::new(config);
+    let gateway = Gateway::new(config).await?;
     gateway
         .tracker
         .spawn(transport::http::serve(gateway.clone(), listener));

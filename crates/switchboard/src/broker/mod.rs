@@ -1,8 +1,15 @@
 //! The broker: publishes messages, assigns their ids (positions), keeps
 //! history, and delivers messages of topics this node is interested in to the
-//! topic router. `memory` is the embedded default.
+//! topic router. `memory` is the embedded default; `nats` and `redis` are
+//! shared by many nodes.
 
+#[cfg(any(feature = "nats", feature = "redis"))]
+mod epoch;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;

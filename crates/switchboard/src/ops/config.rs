@@ -145,6 +145,35 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum BrokerUrl {
     Memory,
+    /// `nats://[user:pass@]HOST:PORT`: NATS with JetStream.
+    Nats(String),
+    /// `redis://[user:pass@]HOST:PORT[/DB]`.
+    Redis(String),
+}
+
+impl BrokerUrl {
+    /// `memory`, `nats://...` or `redis://...`, checked for this build's features.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        if text == "memory" {
+            return Ok(Self::Memory);
+        }
+        let (scheme, rest) = text.split_once("://").with_context(|| {
+            format!("broker {text:?} is not memory, nats://HOST:PORT or redis://HOST:PORT")
+        })?;
+        let host = rest.rsplit('@').next().unwrap_or_default();
+        let host = host.split('/').next().unwrap_or_default();
+        if host.is_empty() {
+            bail!("broker {text:?} names no host");
+        }
+        match scheme {
+            "nats" if cfg!(feature = "nats") => Ok(Self::Nats(text.to_owned())),
+            "redis" if cfg!(feature = "redis") => Ok(Self::Redis(text.to_owned())),
+            "nats" | "redis" => {
+                bail!("broker {text:?}: this build has no {scheme} support (cargo feature `{scheme}`)")
+            }
+            _ => bail!("broker {text:?} is not memory, nats://HOST:PORT or redis://HOST:PORT"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -224,15 +253,12 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .with_context(|| format!("listen address {listen_text:?} is not IP:PORT"))?;
-        let broker = match args
-            .broker
-            .as_deref()
-            .or(raw.broker.as_deref())
-            .unwrap_or("memory")
-        {
-            "memory" => BrokerUrl::Memory,
-            other => bail!("broker {other:?} is not supported by this build (use `memory`)"),
-        };
+        let broker = BrokerUrl::parse(
+            args.broker
+                .as_deref()
+                .or(raw.broker.as_deref())
+                .unwrap_or("memory"),
+        )?;
         let publish_key = args
             .publish_key
             .clone()
@@ -406,6 +432,19 @@ mod tests {
 
     fn args() -> ServeArgs {
         ServeArgs::default()
+    }
+
+    #[test]
+    fn broker_urls_parse() {
+        assert!(matches!(BrokerUrl::parse("memory"), Ok(BrokerUrl::Memory)));
+        let bad = ["", "memory2", "nats://", "kafka://h:1", "redis://u:p@/0"];
+        for bad in bad {
+            assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
+        }
+        let nats = BrokerUrl::parse("nats://127.0.0.1:4222");
+        let redis = BrokerUrl::parse("redis://u:p@10.0.0.1:6379/2");
+        assert_eq!(nats.is_ok(), cfg!(feature = "nats"));
+        assert_eq!(redis.is_ok(), cfg!(feature = "redis"));
     }
 
     #[test]

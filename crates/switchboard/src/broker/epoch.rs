@@ -1,0 +1,86 @@
+//! What the shared brokers (NATS, Redis) have in common: the broker's epoch
+//! as [`super::Broker::epoch`] lends it, and the reconnection backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+/// The broker's epoch. It changes only when the broker lost its store; each
+/// value is leaked once (a few per process lifetime) so that `&str` can be
+/// lent without a guard.
+pub(crate) struct EpochCell(RwLock<(Arc<str>, &'static str, bool)>);
+
+impl EpochCell {
+    /// Before the first connection: cursors made now cannot be resumed.
+    pub const PENDING: &'static str = "pending";
+
+    pub fn new() -> Self {
+        Self(RwLock::new((
+            Arc::from(Self::PENDING),
+            Self::PENDING,
+            false,
+        )))
+    }
+
+    pub fn get(&self) -> &'static str {
+        self.0.read().1
+    }
+
+    pub fn arc(&self) -> Arc<str> {
+        self.0.read().0.clone()
+    }
+
+    /// Sets the epoch read from the broker; true when it replaced another
+    /// known epoch (the store was lost).
+    pub fn set(&self, epoch: &str) -> bool {
+        let mut cur = self.0.write();
+        if &*cur.0 == epoch {
+            return false;
+        }
+        let replaced = cur.2;
+        let leaked: &'static str = Box::leak(epoch.to_owned().into_boxed_str());
+        *cur = (Arc::from(epoch), leaked, true);
+        replaced
+    }
+}
+
+/// Longest pause between reconnection attempts.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The pause before reconnection attempt `attempt` (0-based): 50 ms doubling
+/// up to [`MAX_BACKOFF`], +-25% jitter so that nodes do not reconnect in step.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = 50u64.saturating_mul(1 << attempt.min(6)) as f64;
+    let capped = base.min(MAX_BACKOFF.as_millis() as f64);
+    Duration::from_millis((capped * (0.75 + rand::random::<f64>() * 0.5)) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_changes_count_only_after_a_known_one() {
+        let e = EpochCell::new();
+        assert_eq!(e.get(), EpochCell::PENDING);
+        assert!(!e.set("r1"), "the first epoch replaces nothing");
+        assert!(!e.set("r1"));
+        assert_eq!((e.get(), &*e.arc()), ("r1", "r1"));
+        assert!(e.set("r2"), "a new epoch: the store was lost");
+        assert_eq!(e.get(), "r2");
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let first = backoff(0);
+        assert!(first >= Duration::from_millis(37) && first <= Duration::from_millis(63));
+        for attempt in [5, 6, 20, u32::MAX] {
+            let d = backoff(attempt);
+            assert!(
+                d >= MAX_BACKOFF * 3 / 4 && d <= MAX_BACKOFF * 5 / 4,
+                "{attempt}: {d:?}"
+            );
+        }
+    }
+}

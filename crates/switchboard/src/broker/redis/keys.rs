@@ -1,0 +1,152 @@
+//! Topic names as Redis keys and channels, the publish script, and the wire
+//! form of a live message. Keys are binary-safe, so a topic goes in as it
+//! is, behind the `sb:` prefix; `{topic}` is a hash tag, so one topic's keys
+//! share a cluster slot. Channels are subscribed by exact name, never by
+//! pattern, so no topic can match another's.
+
+use switchboard_protocol::Topic;
+
+/// The epoch: set once with SET NX; gone (or different) when the store was lost.
+pub const EPOCH_KEY: &str = "sb:epoch";
+pub const CHANNEL_PREFIX: &str = "sb:live:";
+
+/// The topic's history: a Redis stream; entries hold `d` (data) and `k` (dedup key).
+pub fn log_key(topic: &Topic) -> String {
+    format!("sb:{{{}}}:log", topic.as_str())
+}
+
+/// `last` (newest id ever), `cut` (newest id trimmed away), `bytes` (of the log's data).
+pub fn meta_key(topic: &Topic) -> String {
+    format!("sb:{{{}}}:meta", topic.as_str())
+}
+
+/// The id answered for a (topic, dedup_key) within the dedup window.
+pub fn dedup_key(topic: &Topic, key: &str) -> String {
+    format!("sb:{{{}}}:dedup:{key}", topic.as_str())
+}
+
+pub fn channel(topic: &Topic) -> String {
+    format!("{CHANNEL_PREFIX}{}", topic.as_str())
+}
+
+pub fn topic_of_channel(channel: &str) -> Option<Topic> {
+    Topic::new(channel.strip_prefix(CHANNEL_PREFIX)?).ok()
+}
+
+/// Publishes one message atomically: dedup check, XADD, trim to the history
+/// bounds (count, bytes, age; the newest always stays), remember `last` and
+/// `cut`, and PUBLISH `id klen key data` to the topic's channel. Scripts run
+/// one at a time, so ids reach every subscriber in id order.
+///
+/// KEYS: log, meta[, dedup]. ARGV: data, dedup key or "", channel, max
+/// messages, max bytes, max age ms, dedup window ms, meta ttl ms.
+pub const PUBLISH_SCRIPT: &str = r#"
+local log, meta = KEYS[1], KEYS[2]
+local data, key, channel = ARGV[1], ARGV[2], ARGV[3]
+local max_n, max_b, max_age = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if KEYS[3] then
+  local first = redis.call('GET', KEYS[3])
+  if first then return first end
+end
+local id
+if key ~= '' then
+  id = redis.call('XADD', log, '*', 'd', data, 'k', key)
+else
+  id = redis.call('XADD', log, '*', 'd', data)
+end
+local len = redis.call('XLEN', log)
+local bytes
+if len == 1 then
+  -- A new log: an older one expired whole, so everything before is gone.
+  local prev = redis.call('HGET', meta, 'last')
+  if prev then redis.call('HSET', meta, 'cut', prev) end
+  bytes = #data
+else
+  bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0') + #data
+end
+local now_ms = tonumber(string.match(id, '^(%d+)'))
+local cut = nil
+while len > 1 do
+  local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+  if not (len > max_n or bytes > max_b) then
+    local oldest_ms = tonumber(string.match(oldest[1], '^(%d+)'))
+    if now_ms - oldest_ms <= max_age then break end
+  end
+  redis.call('XDEL', log, oldest[1])
+  bytes = bytes - #oldest[2][2]
+  len = len - 1
+  cut = oldest[1]
+end
+if cut then redis.call('HSET', meta, 'cut', cut) end
+redis.call('HSET', meta, 'last', id, 'bytes', bytes)
+redis.call('PEXPIRE', log, max_age)
+redis.call('PEXPIRE', meta, ARGV[8])
+if KEYS[3] then redis.call('SET', KEYS[3], id, 'PX', ARGV[7]) end
+redis.call('PUBLISH', channel, id .. ' ' .. #key .. ' ' .. key .. data)
+return id
+"#;
+
+/// A live message as published by [`PUBLISH_SCRIPT`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Live<'a> {
+    pub id: &'a str,
+    pub dedup_key: Option<&'a str>,
+    pub data: &'a str,
+}
+
+/// Reads `id klen key data`; None if the payload has another shape.
+pub fn parse_live(payload: &[u8]) -> Option<Live<'_>> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (id, rest) = text.split_once(' ')?;
+    let (klen, rest) = rest.split_once(' ')?;
+    let klen: usize = klen.parse().ok()?;
+    let key = rest.get(..klen)?;
+    let data = rest.get(klen..)?;
+    Some(Live {
+        id,
+        dedup_key: (klen > 0).then_some(key),
+        data,
+    })
+}
+
+/// `(` + the id in stream-id form: an exclusive XRANGE start.
+pub fn exclusive_start(order: (u64, u64)) -> String {
+    format!("({}-{}", order.0, order.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_hash_tag_and_channels_roundtrip() {
+        let t = Topic::new("live_video_comment/1234").unwrap();
+        assert_eq!(log_key(&t), "sb:{live_video_comment/1234}:log");
+        assert_eq!(meta_key(&t), "sb:{live_video_comment/1234}:meta");
+        assert_eq!(
+            dedup_key(&t, "a b"),
+            "sb:{live_video_comment/1234}:dedup:a b"
+        );
+        assert_eq!(topic_of_channel(&channel(&t)), Some(t));
+        assert_eq!(topic_of_channel("other:x"), None);
+    }
+
+    #[test]
+    fn live_payloads_parse() {
+        assert_eq!(
+            parse_live(b"1700-0 0 {\"a\":1}"),
+            Some(Live {
+                id: "1700-0",
+                dedup_key: None,
+                data: "{\"a\":1}"
+            })
+        );
+        assert_eq!(
+            parse_live(b"1700-3 3 k 1[1]").map(|l| (l.dedup_key, l.data)),
+            Some((Some("k 1"), "[1]"))
+        );
+        assert_eq!(parse_live(b"1700-0"), None);
+        assert_eq!(parse_live(b"1700-0 9 ab"), None);
+        assert_eq!(exclusive_start((5, 0)), "(5-0");
+    }
+}

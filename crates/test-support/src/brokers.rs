@@ -1,0 +1,408 @@
+//! Real shared brokers for scale-out tests: `nats-server -js` and
+//! `redis-server` on free loopback ports, killed on drop and restartable on
+//! the same port (outage tests), a TCP proxy that cuts one node off its
+//! broker, and the brokers' own view of subscriptions.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::task::AbortHandle;
+
+use crate::{forward_lines, free_port, get, within, TempDir, WAIT};
+
+/// How long a broker may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Spawns `program args`, output forwarded with `prefix`, killed on drop.
+/// Debian installs nats-server to /usr/sbin, not on every user's PATH.
+fn spawn(program: &str, args: &[String], prefix: &'static str) -> anyhow::Result<Child> {
+    let start = |path: &str| {
+        Command::new(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+    };
+    let found = match start(program) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            start(&format!("/usr/sbin/{program}"))
+        }
+        other => other,
+    };
+    let mut child = match found {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "`{program}` is not installed (apt-get install -y nats-server redis-server); \
+             the project's test script installs it"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("spawning {program}")),
+    };
+    forward_lines(
+        prefix,
+        BufReader::new(child.stdout.take().context("stdout")?),
+    );
+    forward_lines(
+        prefix,
+        BufReader::new(child.stderr.take().context("stderr")?),
+    );
+    Ok(child)
+}
+
+/// Kills `child` (SIGKILL: a crash, no goodbye) and waits for it.
+async fn kill(child: &mut Option<Child>) -> anyhow::Result<()> {
+    if let Some(mut c) = child.take() {
+        let _ = c.start_kill();
+        within(WAIT, "the broker to exit", async {
+            c.wait().await.context("waiting for the broker")?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Waits until `ready` says yes, failing early if the process exited (a port
+/// taken by someone else, for instance).
+async fn wait_until<F, Fut>(child: &mut Child, what: &str, mut ready: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited at start: {status}");
+        }
+        if ready().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what} not ready within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `nats-server -js` with its store in a temp dir and monitoring on (for
+/// `/connz`). A restart keeps the port and the store, like a real restart.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    monitor_port: u16,
+    store: TempDir,
+}
+
+impl NatsServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            monitor_port: free_port(),
+            store: TempDir::new("sb-nats")?,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let args: Vec<String> = [
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-m",
+            &self.monitor_port.to_string(),
+            "-sd",
+            &self.store.path().display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut child = spawn("nats-server", &args, "nats")?;
+        let health = self.monitor_url("/healthz");
+        wait_until(&mut child, "nats-server", || {
+            let url = health.clone();
+            async move { matches!(get(&url).await, Ok(r) if r.status == 200) }
+        })
+        .await?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `nats://127.0.0.1:PORT`, for `--broker`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn monitor_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.monitor_port)
+    }
+
+    pub fn store(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kills the server (SIGKILL).
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        kill(&mut self.child).await
+    }
+
+    /// Starts it again on the same ports with the same store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        kill(&mut self.child).await?;
+        self.launch().await
+    }
+
+    /// How many client subscriptions the server holds on exactly `subject`,
+    /// over all connections (`/connz?subs=1`).
+    pub async fn subscription_count(&self, subject: &str) -> anyhow::Result<usize> {
+        let resp = get(&self.monitor_url("/connz?subs=1&limit=10000")).await?;
+        anyhow::ensure!(resp.status == 200, "connz answered {}", resp.status);
+        let body = resp.json()?;
+        Ok(body["connections"]
+            .as_array()
+            .map(|conns| {
+                conns
+                    .iter()
+                    .flat_map(|c| {
+                        c["subscriptions_list"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter(|s| s.as_str() == Some(subject))
+                    .count()
+            })
+            .unwrap_or(0))
+    }
+}
+
+/// `redis-server` without persistence: a restart loses the store, like a
+/// crashed cache.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: TempDir::new("sb-redis")?,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &self.dir.path().display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut child = spawn("redis-server", &args, "redis")?;
+        let port = self.port;
+        wait_until(&mut child, "redis-server", || async move {
+            matches!(redis_command(port, &["PING"]).await, Ok(Value::String(s)) if s == "PONG")
+        })
+        .await?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `redis://127.0.0.1:PORT`, for `--broker`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        kill(&mut self.child).await
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        kill(&mut self.child).await?;
+        self.launch().await
+    }
+
+    /// One command, its reply as JSON (see [`redis_command`]).
+    pub async fn command(&self, args: &[&str]) -> anyhow::Result<Value> {
+        redis_command(self.port, args).await
+    }
+
+    /// How many clients are subscribed to `channel` (`PUBSUB NUMSUB`).
+    pub async fn subscriber_count(&self, channel: &str) -> anyhow::Result<u64> {
+        let reply = self.command(&["PUBSUB", "NUMSUB", channel]).await?;
+        reply[1]
+            .as_u64()
+            .with_context(|| format!("PUBSUB NUMSUB reply {reply}"))
+    }
+}
+
+/// Sends one command to Redis on `port` and reads the reply: simple strings
+/// and bulk strings as JSON strings, integers as numbers, nil as null,
+/// arrays as arrays; an error reply is an `Err`.
+pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
+    within(WAIT, "a Redis reply", async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a.as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&req).await?;
+        let mut reader = BufReader::new(stream);
+        read_resp(&mut reader).await
+    })
+    .await
+}
+
+fn read_resp<'a>(
+    r: &'a mut BufReader<TcpStream>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Value>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut line = String::new();
+        r.read_line(&mut line).await?;
+        let line = line.trim_end_matches("\r\n");
+        let (kind, rest) = line.split_at(line.len().min(1));
+        Ok(match kind {
+            "+" => Value::String(rest.to_owned()),
+            "-" => anyhow::bail!("Redis error: {rest}"),
+            ":" => Value::from(rest.parse::<i64>()?),
+            "$" => {
+                let n: i64 = rest.parse()?;
+                if n < 0 {
+                    return Ok(Value::Null);
+                }
+                let mut buf = vec![0; n as usize + 2];
+                r.read_exact(&mut buf).await?;
+                buf.truncate(n as usize);
+                Value::String(String::from_utf8_lossy(&buf).into_owned())
+            }
+            "*" => {
+                let n: i64 = rest.parse()?;
+                if n < 0 {
+                    return Ok(Value::Null);
+                }
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(read_resp(r).await?);
+                }
+                Value::Array(items)
+            }
+            _ => anyhow::bail!("unexpected Redis reply line {line:?}"),
+        })
+    })
+}
+
+/// A TCP proxy on its own loopback port in front of a broker: give one node
+/// the proxy's address, then [`TcpProxy::cut`] it off the broker (its
+/// connections drop, new ones are refused) while the others stay connected.
+pub struct TcpProxy {
+    port: u16,
+    target: u16,
+    /// The accept loop and every relay, to abort on a cut.
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+fn track(tasks: &Mutex<Vec<AbortHandle>>, h: AbortHandle) {
+    if let Ok(mut v) = tasks.lock() {
+        v.retain(|t| !t.is_finished());
+        v.push(h);
+    }
+}
+
+impl TcpProxy {
+    pub async fn start(target_port: u16) -> anyhow::Result<Self> {
+        let proxy = Self {
+            port: free_port(),
+            target: target_port,
+            tasks: Arc::default(),
+        };
+        proxy.listen().await?;
+        Ok(proxy)
+    }
+
+    async fn listen(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // The port was ours a moment ago; a cut may leave it briefly busy.
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).context("binding the proxy port again"),
+            }
+        };
+        let target = self.target;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                track(&tasks, relay.abort_handle());
+            }
+        });
+        track(&self.tasks, accept.abort_handle());
+        Ok(())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Drops every relayed connection and stops accepting.
+    pub fn cut(&self) {
+        if let Ok(mut v) = self.tasks.lock() {
+            for t in v.drain(..) {
+                t.abort();
+            }
+        }
+    }
+
+    /// Accepts again on the same port.
+    pub async fn restore(&self) -> anyhow::Result<()> {
+        self.listen().await
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
