@@ -2,6 +2,8 @@
 //! on free loopback ports, and speak WebSocket, SSE and HTTP to them with a
 //! timeout on every wait, so that no test can hang.
 
+pub mod brokers;
+pub mod extra;
 mod gateway;
 mod http;
 mod php;

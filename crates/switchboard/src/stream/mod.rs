@@ -355,9 +355,9 @@ impl Connection {
     pub async fn on_inbox(&mut self, out: &mut Vec<Out>) {
         let taken = self.outbox.take(&mut self.inbox);
         // drop_oldest: the lost messages were the oldest queued, so the gap goes first.
-        for (slot, topic) in taken.dropped {
+        for (slot, topic, count) in taken.dropped {
             if let Some(s) = self.streams.get(&slot) {
-                s.app.stats.drops_slow_consumer.inc();
+                s.app.stats.drops_slow_consumer.add(count);
                 out.push(Out::Gap {
                     stream: s.name.clone(),
                     topics: vec![topic.as_str().to_owned()],

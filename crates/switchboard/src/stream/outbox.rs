@@ -47,8 +47,8 @@ struct Inner {
     items: VecDeque<Inbound>,
     messages: usize,
     overflowed: bool,
-    /// Streams and topics that lost their oldest queued message (drop_oldest).
-    dropped: Vec<(u32, Topic)>,
+    /// Streams and topics that lost their oldest queued messages (drop_oldest), and how many.
+    dropped: Vec<(u32, Topic, u64)>,
     closed: bool,
 }
 
@@ -56,8 +56,9 @@ struct Inner {
 pub struct Taken {
     /// Topic messages were refused because the connection fell behind (policy `close`).
     pub overflowed: bool,
-    /// Oldest messages dropped to make room (policy `drop_oldest`): each stream gets a `gap`.
-    pub dropped: Vec<(u32, Topic)>,
+    /// Oldest messages dropped to make room (policy `drop_oldest`), counted
+    /// per stream and topic: each stream gets a `gap`.
+    pub dropped: Vec<(u32, Topic, u64)>,
 }
 
 impl Outbox {
@@ -88,12 +89,13 @@ impl Outbox {
                         oldest.and_then(|i| inner.items.remove(i))
                     {
                         inner.messages -= 1;
-                        if !inner
+                        match inner
                             .dropped
-                            .iter()
-                            .any(|(s, t)| *s == slot && *t == msg.topic)
+                            .iter_mut()
+                            .find(|(s, t, _)| *s == slot && *t == msg.topic)
                         {
-                            inner.dropped.push((slot, msg.topic.clone()));
+                            Some((_, _, n)) => *n += 1,
+                            None => inner.dropped.push((slot, msg.topic.clone(), 1)),
                         }
                     }
                 }
@@ -212,7 +214,10 @@ mod tests {
         assert!(!t.overflowed);
         assert_eq!(ids(&q), ["4", "5"]);
         assert_eq!(t.dropped.len(), 1);
-        assert_eq!((t.dropped[0].0, t.dropped[0].1.as_str()), (7, "t"));
+        assert_eq!(
+            (t.dropped[0].0, t.dropped[0].1.as_str(), t.dropped[0].2),
+            (7, "t", 3)
+        );
     }
 
     #[test]

@@ -46,12 +46,17 @@ impl Connection {
             };
             if history.truncated {
                 gaps.push(topic.clone());
-            } else if let Some(sub) = self
-                .streams
-                .get_mut(&slot)
-                .and_then(|s| s.subs.iter_mut().find(|x| x.topic == topic))
-            {
-                sub.resume_from(after);
+            }
+            // What history still holds is replayed, after a gap too: the
+            // subscription must take it again (not as already seen).
+            if !history.truncated || !history.messages.is_empty() {
+                if let Some(sub) = self
+                    .streams
+                    .get_mut(&slot)
+                    .and_then(|s| s.subs.iter_mut().find(|x| x.topic == topic))
+                {
+                    sub.resume_from(after);
+                }
             }
             replays.push(history.messages);
         }

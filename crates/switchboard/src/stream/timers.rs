@@ -2,7 +2,7 @@
 //! event to the lambda, skipped while the previous tick is still in flight.
 //! Batch deadlines come due here too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::time::Duration;
@@ -43,6 +43,12 @@ impl NamedTimers {
     }
 }
 
+/// Drops the ticks of timer `name` still queued for the lambda: once a timer
+/// is cancelled or replaced, a tick that came due before must not reach it.
+pub(super) fn drop_queued_ticks(pending: &mut VecDeque<Pending>, name: &str) {
+    pending.retain(|p| !matches!(p, Pending::Timer { name: n, .. } if &**n == name));
+}
+
 impl Connection {
     pub(super) fn set_timer(
         &mut self,
@@ -72,6 +78,7 @@ impl Connection {
             )
             .map_err(|e| e.to_string())?;
         // Same name replaces: the old token is dropped, so the old timer dies.
+        drop_queued_ticks(&mut s.pending, &name);
         s.timers.timers.insert(
             name,
             NamedTimer {
