@@ -201,7 +201,10 @@ fn watchdog(deadline_ns: u64, what: &'static str) {
 
 fn main() {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard-bench: runtime: {e}");
@@ -288,7 +291,9 @@ async fn run(args: Args) -> Result<()> {
     let unreported = (n as u64).saturating_sub(connected.ok + connected.failed);
     if unreported > 0 {
         connected.failed += unreported;
-        connected.first_error.get_or_insert_with(|| "a subscriber group never reported".into());
+        connected
+            .first_error
+            .get_or_insert_with(|| "a subscriber group never reported".into());
     }
     eprintln!(
         "switchboard-bench: {} of {n} {} subscribers connected in {connect_secs:.1} s{}",
@@ -303,6 +308,10 @@ async fn run(args: Args) -> Result<()> {
             .map(|e| format!(" (first error: {e})"))
             .unwrap_or_default()
     );
+    if n > 0 && connected.ok == 0 {
+        phase_tx.send_replace(Phase::Stop);
+        bail!("no subscriber connected; nothing to measure");
+    }
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let rss_idle = server_rss(args.server_pid);
 
@@ -337,7 +346,8 @@ async fn run(args: Args) -> Result<()> {
             payload: args.payload,
             max_batch: args.max_batch.clamp(1, 1000),
         };
-        let start = Instant::now() + Duration::from_nanos((now + 100_000_000).saturating_sub(unix_ns()));
+        let start =
+            Instant::now() + Duration::from_nanos((now + 100_000_000).saturating_sub(unix_ns()));
         Some(tokio::spawn(publish::run(pcfg, start, window)))
     };
     sleep_until_ns(window.start_ns).await;
@@ -382,26 +392,30 @@ async fn run(args: Args) -> Result<()> {
     }
     phase_tx.send_replace(Phase::Stop);
 
-    let report = report(&args, &Figures {
-        started,
-        nofile,
-        load_start,
-        load_end,
-        procs,
-        connected,
-        connect_secs,
-        rss_before,
-        rss_idle,
-        rss_end,
-        server_cpu_us: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
-        self_cpu_us: self1.saturating_sub(self0),
-        missing_results: expected - results,
-        pubr,
-        g,
-    });
+    let report = report(
+        &args,
+        &Figures {
+            started,
+            nofile,
+            load_start,
+            load_end,
+            procs,
+            connected,
+            connect_secs,
+            rss_before,
+            rss_idle,
+            rss_end,
+            server_cpu_us: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+            self_cpu_us: self1.saturating_sub(self0),
+            missing_results: expected - results,
+            pubr,
+            g,
+        },
+    );
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json_out {
-        std::fs::write(path, format!("{text}\n")).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
         eprint!("{}", table(&report));
@@ -451,7 +465,9 @@ fn spawn_worker(
         loop {
             let p = *phase.borrow_and_update();
             if !matches!(p, Phase::Connecting) {
-                let Ok(mut line) = serde_json::to_string(&p) else { break };
+                let Ok(mut line) = serde_json::to_string(&p) else {
+                    break;
+                };
                 line.push('\n');
                 if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
                     break;
@@ -601,7 +617,8 @@ fn report(args: &Args, f: &Figures) -> Value {
         _ => None,
     };
     let deliveries = g.arrivals_in_window;
-    let per_delivery = |cpu: u64| (deliveries > 0).then(|| round(cpu as f64 / deliveries as f64, 3));
+    let per_delivery =
+        |cpu: u64| (deliveries > 0).then(|| round(cpu as f64 / deliveries as f64, 3));
     let loadgen_cpu = f.self_cpu_us + g.cpu_us.unwrap_or(0);
     let mut latency = json!(null);
     if !h.is_empty() {
@@ -659,6 +676,7 @@ fn report(args: &Args, f: &Figures) -> Value {
         "connections": {
             "alive_at_end": g.alive,
             "closed": g.closed,
+            "streams_closed_by_server": g.streams_closed,
             "first_close": g.first_close,
             "pings": g.pings,
             "missing_results": f.missing_results,
@@ -690,6 +708,7 @@ fn report(args: &Args, f: &Figures) -> Value {
     let lagging = per_sec < 0.95 * offered
         || (expected > 0 && lost as f64 > 0.001 * expected as f64)
         || p99 > 1_000_000
+        || g.streams_closed > 0
         || h.is_empty();
     let rtt = p.rtt_us.as_ref().filter(|h| !h.is_empty()).map(|h| {
         json!({
@@ -724,6 +743,7 @@ fn report(args: &Args, f: &Figures) -> Value {
         "seq_gaps": g.seq_gaps,
         "unparsed": g.unparsed,
         "other_frames": g.other,
+        "first_other_frame": g.first_other,
         "events_total": g.events,
     });
     out["latency_us"] = latency;
@@ -740,6 +760,7 @@ fn report(args: &Args, f: &Figures) -> Value {
     sm["p999_us"] = json!(q(0.999));
     sm["max_us"] = json!((!h.is_empty()).then(|| h.max()));
     sm["lost"] = json!(lost);
+    sm["streams_closed"] = json!(g.streams_closed);
     sm["verdict"] = json!(if lagging { "lagging" } else { "ok" });
     out
 }
@@ -761,7 +782,8 @@ fn table(r: &Value) -> String {
         }
     }
     fn ms(x: &Value) -> String {
-        x.as_u64().map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1000.0))
+        x.as_u64()
+            .map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1000.0))
     }
     fn load(x: &Value) -> String {
         x.as_array()
@@ -779,64 +801,145 @@ fn table(r: &Value) -> String {
             v(&r["subscribers"]),
             v(&r["topics"]),
             v(&r["duration_s"]),
-            r["label"].as_str().map(|l| format!(" [{l}]")).unwrap_or_default()
+            r["label"]
+                .as_str()
+                .map(|l| format!(" [{l}]"))
+                .unwrap_or_default()
         ),
     );
-    row("load average start / end", format!("{} / {}", load(&r["loadavg_start"]), load(&r["loadavg_end"])));
+    row(
+        "load average start / end",
+        format!(
+            "{} / {}",
+            load(&r["loadavg_start"]),
+            load(&r["loadavg_end"])
+        ),
+    );
     let c = &r["connect"];
     row(
         "connected",
-        format!("{} ok, {} failed in {} s", v(&c["ok"]), v(&c["failed"]), v(&c["seconds"])),
+        format!(
+            "{} ok, {} failed in {} s",
+            v(&c["ok"]),
+            v(&c["failed"]),
+            v(&c["seconds"])
+        ),
     );
     if !c["first_error"].is_null() {
         row("  first error", v(&c["first_error"]));
     }
     let cn = &r["connections"];
     row(
-        "alive at end / closed",
-        format!("{} / {}{}", v(&cn["alive_at_end"]), v(&cn["closed"]),
-            cn["first_close"].as_str().map(|x| format!(" ({x})")).unwrap_or_default()),
+        "alive / closed / streams closed",
+        format!(
+            "{} / {} / {}{}",
+            v(&cn["alive_at_end"]),
+            v(&cn["closed"]),
+            v(&cn["streams_closed_by_server"]),
+            cn["first_close"]
+                .as_str()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        ),
     );
     let sv = &r["server"];
     row(
         "server RSS before/idle/end",
-        format!("{} / {} / {} KiB", v(&sv["rss_before_kib"]), v(&sv["rss_idle_kib"]), v(&sv["rss_end_kib"])),
+        format!(
+            "{} / {} / {} KiB",
+            v(&sv["rss_before_kib"]),
+            v(&sv["rss_idle_kib"]),
+            v(&sv["rss_end_kib"])
+        ),
     );
     row(
         "server RSS per connection",
-        format!("{} KiB idle, {} KiB at end", v(&sv["rss_per_conn_kib"]), v(&sv["rss_per_conn_end_kib"])),
+        format!(
+            "{} KiB idle, {} KiB at end",
+            v(&sv["rss_per_conn_kib"]),
+            v(&sv["rss_per_conn_end_kib"])
+        ),
     );
-    row("server CPU", format!("{} % of a core", v(&sv["cpu_percent"])));
+    row(
+        "server CPU",
+        format!("{} % of a core", v(&sv["cpu_percent"])),
+    );
     let lg = &r["loadgen"];
     row(
         "loadgen CPU",
-        format!("{} % of a core ({} process(es))", v(&lg["cpu_percent"]), v(&lg["processes"])),
+        format!(
+            "{} % of a core ({} process(es))",
+            v(&lg["cpu_percent"]),
+            v(&lg["processes"])
+        ),
     );
     if let Some(p) = r.get("publish") {
         let d = &r["deliveries"];
         row(
             "publish rate offered/achieved",
-            format!("{} / {} msg/s ({} requests, {} errors)", v(&p["rate_offered"]), v(&p["rate_achieved"]), v(&p["requests"]), v(&p["errors"])),
+            format!(
+                "{} / {} msg/s ({} requests, {} errors)",
+                v(&p["rate_offered"]),
+                v(&p["rate_achieved"]),
+                v(&p["requests"]),
+                v(&p["errors"])
+            ),
         );
         if !p["first_error"].is_null() {
             row("  first error", v(&p["first_error"]));
         }
-        row("publish RTT p50/p99/max", format!("{} / {} / {}", ms(&p["rtt_us"]["p50"]), ms(&p["rtt_us"]["p99"]), ms(&p["rtt_us"]["max"])));
+        row(
+            "publish RTT p50/p99/max",
+            format!(
+                "{} / {} / {}",
+                ms(&p["rtt_us"]["p50"]),
+                ms(&p["rtt_us"]["p99"]),
+                ms(&p["rtt_us"]["max"])
+            ),
+        );
         row("deliveries/s offered", v(&d["offered_per_sec"]));
         row("deliveries/s", v(&d["per_sec"]));
         row(
             "expected / received / lost",
-            format!("{} / {} / {} ({} %)", v(&d["expected"]), v(&d["received"]), v(&d["lost"]), v(&d["lost_percent"])),
+            format!(
+                "{} / {} / {} ({} %)",
+                v(&d["expected"]),
+                v(&d["received"]),
+                v(&d["lost"]),
+                v(&d["lost_percent"])
+            ),
         );
-        row("duplicates / seq gaps", format!("{} / {}", v(&d["duplicates"]), v(&d["seq_gaps"])));
-        row("server CPU per delivery", format!("{} µs", v(&sv["cpu_us_per_delivery"])));
-        row("loadgen CPU per delivery", format!("{} µs", v(&lg["cpu_us_per_delivery"])));
+        row(
+            "duplicates / seq gaps",
+            format!("{} / {}", v(&d["duplicates"]), v(&d["seq_gaps"])),
+        );
+        if !d["first_other_frame"].is_null() {
+            row(
+                "other frames",
+                format!(
+                    "{} (first: {})",
+                    v(&d["other_frames"]),
+                    v(&d["first_other_frame"])
+                ),
+            );
+        }
+        row(
+            "server CPU per delivery",
+            format!("{} µs", v(&sv["cpu_us_per_delivery"])),
+        );
+        row(
+            "loadgen CPU per delivery",
+            format!("{} µs", v(&lg["cpu_us_per_delivery"])),
+        );
         let l = &r["latency_us"];
         row(
             "latency p50 / p90 / p99",
             format!("{} / {} / {}", ms(&l["p50"]), ms(&l["p90"]), ms(&l["p99"])),
         );
-        row("latency p99.9 / max", format!("{} / {}", ms(&l["p999"]), ms(&l["max"])));
+        row(
+            "latency p99.9 / max",
+            format!("{} / {}", ms(&l["p999"]), ms(&l["max"])),
+        );
         row("verdict", v(&r["verdict"]));
     }
     s

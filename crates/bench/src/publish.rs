@@ -88,7 +88,11 @@ pub async fn run(cfg: PubCfg, start: Instant, w: Window) -> PubResult {
             if j > 0 {
                 body.push(',');
             }
-            let _ = write!(body, "{{\"topic\":\"bench/{topic}\",\"data\":{{\"t\":{t},\"seq\":{}", seqs[topic]);
+            let _ = write!(
+                body,
+                "{{\"topic\":\"bench/{topic}\",\"data\":{{\"t\":{t},\"seq\":{}",
+                seqs[topic]
+            );
             if !pad.is_empty() {
                 let _ = write!(body, ",\"pad\":\"{pad}\"");
             }
@@ -121,7 +125,9 @@ pub async fn run(cfg: PubCfg, start: Instant, w: Window) -> PubResult {
                 r.failed += k as u64;
                 if r.first_error.is_none() {
                     r.first_error = Some(match other {
-                        Ok((status, body)) => format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
+                        Ok((status, body)) => {
+                            format!("HTTP {status}: {}", String::from_utf8_lossy(&body))
+                        }
                         Err(e) => format!("{e:#}"),
                     });
                 }
@@ -201,7 +207,9 @@ impl Http {
         if head.chunked {
             let mut d = wire::Dechunk::default();
             loop {
-                let used = d.feed(&raw, &mut body).ok_or_else(|| anyhow!("bad chunked body"))?;
+                let used = d
+                    .feed(&raw, &mut body)
+                    .ok_or_else(|| anyhow!("bad chunked body"))?;
                 raw.drain(..used);
                 if d.done() {
                     break;

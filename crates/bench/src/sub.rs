@@ -115,6 +115,11 @@ pub struct GroupResult {
     pub pings: u64,
     /// Other frames (gap, error, ...).
     pub other: u64,
+    /// The first of them, cut to 200 bytes.
+    pub first_other: Option<String>,
+    /// Streams the server closed while the connection stayed open
+    /// (WebSocket `closed` frames, SSE `event: closed`), e.g. slow_consumer.
+    pub streams_closed: u64,
     /// Connections the server closed (close frame, `closed`, EOF) or that failed.
     pub closed: u64,
     pub first_close: Option<String>,
@@ -139,6 +144,10 @@ impl GroupResult {
         self.unparsed += o.unparsed;
         self.pings += o.pings;
         self.other += o.other;
+        self.streams_closed += o.streams_closed;
+        if self.first_other.is_none() {
+            self.first_other = o.first_other;
+        }
         self.closed += o.closed;
         if self.first_close.is_none() {
             self.first_close = o.first_close;
@@ -252,7 +261,16 @@ impl Stats {
         if t >= self.win_start && t < self.win_end {
             self.r.received_in_window += 1;
             self.r.received_by_topic[topic] += 1;
-            self.hist.saturating_record((now.saturating_sub(t) / 1000).max(1));
+            self.hist
+                .saturating_record((now.saturating_sub(t) / 1000).max(1));
+        }
+    }
+
+    fn other(&mut self, frame: &[u8]) {
+        self.r.other += 1;
+        if self.r.first_other.is_none() {
+            let cut = &frame[..frame.len().min(200)];
+            self.r.first_other = Some(String::from_utf8_lossy(cut).into_owned());
         }
     }
 
@@ -283,7 +301,10 @@ fn thread_main(
     mut phase: watch::Receiver<Phase>,
     tx: mpsc::UnboundedSender<GroupMsg>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let c = Connected {
@@ -346,7 +367,10 @@ fn thread_main(
         // Every attempt ends by `deadline`; the margin covers scheduling.
         let give_up = deadline + Duration::from_secs(2);
         while done.0.get() < n {
-            if tokio::time::timeout_at(give_up, done.1.notified()).await.is_err() {
+            if tokio::time::timeout_at(give_up, done.1.notified())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -379,7 +403,9 @@ fn thread_main(
             let left = Duration::from_nanos(w.stop_ns.saturating_sub(unix_ns()));
             let stopped = async {
                 loop {
-                    if matches!(*phase.borrow_and_update(), Phase::Stop) || phase.changed().await.is_err() {
+                    if matches!(*phase.borrow_and_update(), Phase::Stop)
+                        || phase.changed().await.is_err()
+                    {
                         return;
                     }
                 }
@@ -471,7 +497,10 @@ async fn connect(cfg: &SubCfg, i: usize) -> Result<Conn> {
 /// Reads WebSocket frames until `opened` (frames after it stay buffered).
 async fn wait_opened(c: &mut Open) -> Result<()> {
     loop {
-        while let Frame::Whole { opcode, start, len, .. } = wire::ws_frame(&c.buf[c.start..c.end]) {
+        while let Frame::Whole {
+            opcode, start, len, ..
+        } = wire::ws_frame(&c.buf[c.start..c.end])
+        {
             let p = &c.buf[c.start + start..c.start + start + len];
             c.start += start + len;
             if opcode == 8 {
@@ -527,22 +556,31 @@ async fn ws_loop(mut c: Open, topic: usize, stats: &Shared) -> String {
             loop {
                 match wire::ws_frame(&c.buf[c.start..c.end]) {
                     Frame::Need(n) => break n,
-                    Frame::Whole { opcode, start, len, .. } => {
+                    Frame::Whole {
+                        opcode, start, len, ..
+                    } => {
                         let p = &c.buf[c.start + start..c.start + start + len];
                         c.start += start + len;
                         match opcode {
                             1 => match wire::frame_type(p) {
                                 b"event" => s.event(p, now, topic, &mut last_seq),
                                 b"ping" => s.r.pings += 1,
-                                b"closed" => s.r.other += 1,
-                                _ => s.r.other += 1,
+                                b"closed" => {
+                                    s.r.streams_closed += 1;
+                                    s.other(p);
+                                }
+                                _ => s.other(p),
                             },
                             8 => {
-                                let code = if p.len() >= 2 { u16::from_be_bytes([p[0], p[1]]) } else { 1005 };
+                                let code = if p.len() >= 2 {
+                                    u16::from_be_bytes([p[0], p[1]])
+                                } else {
+                                    1005
+                                };
                                 return format!("server closed the WebSocket with {code}");
                             }
                             9 => wire::client_frame(10, p, [0x5a, 0xa5, 0x3c, 0xc3], &mut reply),
-                            _ => s.r.other += 1,
+                            _ => s.other(p),
                         }
                     }
                 }
@@ -599,13 +637,13 @@ async fn sse_loop(mut c: Open, topic: usize, stats: &Shared) -> String {
                 if let Some(data) = line.strip_prefix(b"data: ") {
                     if named {
                         // `event: closed` and `event: gap` carry no message.
-                        s.r.other += 1;
+                        s.other(line);
                     } else {
                         s.event(data, now, topic, &mut last_seq);
                     }
                 } else if line.starts_with(b"event: closed") {
                     named = true;
-                    s.r.other += 1;
+                    s.r.streams_closed += 1;
                 } else if line.starts_with(b"event: ") {
                     named = true;
                 } else if line.starts_with(b": ping") {

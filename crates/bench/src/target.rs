@@ -22,14 +22,19 @@ impl Target {
             bail!("{url:?}: give the gateway's base URL, without a path");
         }
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().with_context(|| format!("{url:?}: bad port"))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .with_context(|| format!("{url:?}: bad port"))?,
+            ),
             None => (rest, 80),
         };
         let ip: Ipv4Addr = if host.eq_ignore_ascii_case("localhost") {
             Ipv4Addr::LOCALHOST
         } else {
-            host.parse()
-                .with_context(|| format!("{url:?}: the host must be an IPv4 loopback address or localhost"))?
+            host.parse().with_context(|| {
+                format!("{url:?}: the host must be an IPv4 loopback address or localhost")
+            })?
         };
         if !ip.is_loopback() {
             bail!("{url:?}: refusing a non-loopback target; load goes to 127.0.0.0/8 only");

@@ -43,7 +43,10 @@ pub fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
 
 /// The send timestamp and sequence number the publisher put in a message's data.
 pub fn stamp(payload: &[u8]) -> Option<(u64, u64)> {
-    Some((number_after(payload, b"\"t\":")?, number_after(payload, b"\"seq\":")?))
+    Some((
+        number_after(payload, b"\"t\":")?,
+        number_after(payload, b"\"seq\":")?,
+    ))
 }
 
 /// The value of the first `"type":"..."` in a server frame.
@@ -201,7 +204,11 @@ impl Dechunk {
                 ChunkState::Done => return Some(at),
                 ChunkState::Size => {
                     let Some(nl) = find(&raw[at..], b"\r\n") else {
-                        return if raw.len() - at > 1024 { None } else { Some(at) };
+                        return if raw.len() - at > 1024 {
+                            None
+                        } else {
+                            Some(at)
+                        };
                     };
                     let line = std::str::from_utf8(&raw[at..at + nl]).ok()?;
                     let hex = line.split(';').next()?.trim();
@@ -228,7 +235,11 @@ impl Dechunk {
                 }
                 ChunkState::Trailer => {
                     let Some(nl) = find(&raw[at..], b"\r\n") else {
-                        return if raw.len() - at > 1024 { None } else { Some(at) };
+                        return if raw.len() - at > 1024 {
+                            None
+                        } else {
+                            Some(at)
+                        };
                     };
                     at += nl + 2;
                     if nl == 0 {
@@ -288,7 +299,14 @@ mod tests {
         assert_eq!(ws_frame(&[0x81, 126, 1, 0]), Frame::Need(4 + 256));
         let mut big = vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0];
         big.resize(10 + 65536, 0);
-        assert!(matches!(ws_frame(&big), Frame::Whole { start: 10, len: 65536, .. }));
+        assert!(matches!(
+            ws_frame(&big),
+            Frame::Whole {
+                start: 10,
+                len: 65536,
+                ..
+            }
+        ));
         let mut out = Vec::new();
         client_frame(10, b"hi", [1, 2, 3, 4], &mut out);
         assert_eq!(out, [0x8a, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
@@ -310,7 +328,10 @@ mod tests {
         assert_eq!(used, 19);
         assert_eq!(d.feed(b"\r\n", &mut body), Some(2));
         assert!(d.done());
-        let h = response_head(b"HTTP/1.1 101 Switching Protocols\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let h = response_head(
+            b"HTTP/1.1 101 Switching Protocols\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!((h.status, h.content_length, h.close), (101, Some(0), true));
         assert!(response_head(b"HTTP/1.1 200 OK\r\n").is_none());
     }
