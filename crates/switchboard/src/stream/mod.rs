@@ -382,15 +382,17 @@ impl Connection {
         }
         self.inbox = inbox;
         if taken.overflowed {
-            // Messages were refused for this connection: every stream on it missed some.
-            let slots: Vec<u32> = self.streams.keys().copied().collect();
-            for slot in slots {
-                if let Some(s) = self.streams.get(&slot) {
-                    s.app.stats.slow_consumer_closes.inc();
-                }
-                self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
-            }
+            self.close_slow_consumer(out);
         }
+    }
+
+    /// Messages were refused for this connection (policy `close`): every
+    /// stream on it missed some, so each ends with `slow_consumer`, counted.
+    pub fn close_slow_consumer(&mut self, out: &mut Vec<Out>) {
+        for s in self.streams.values() {
+            s.app.stats.slow_consumer_closes.inc();
+        }
+        self.close_all(CloseReason::SlowConsumer, out);
     }
 
     fn on_message(&mut self, slot: u32, msg: Arc<Message>, out: &mut Vec<Out>) {

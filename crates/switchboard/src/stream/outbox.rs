@@ -38,6 +38,9 @@ pub enum Inbound {
 pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// Signalled when the policy `close` refuses a message: the connection's
+    /// task may be stuck in a write to a peer that stopped reading.
+    overflow: Notify,
     capacity: usize,
     policy: SlowConsumer,
 }
@@ -66,6 +69,7 @@ impl Outbox {
         Self {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
+            overflow: Notify::new(),
             capacity,
             policy,
         }
@@ -79,7 +83,12 @@ impl Outbox {
         }
         if inner.messages >= self.capacity {
             match self.policy {
-                SlowConsumer::Close => inner.overflowed = true,
+                SlowConsumer::Close => {
+                    if !inner.overflowed {
+                        inner.overflowed = true;
+                        self.overflow.notify_one();
+                    }
+                }
                 SlowConsumer::DropOldest => {
                     let oldest = inner
                         .items
@@ -144,6 +153,19 @@ impl Outbox {
             return;
         }
         self.notify.notified().await;
+    }
+
+    /// Waits until the policy `close` refused a message. Raced against a
+    /// blocked write, so that a slow consumer is closed for falling behind
+    /// long before the write timeout would call it dead.
+    pub async fn overflowed(&self) {
+        loop {
+            if self.inner.lock().overflowed {
+                return;
+            }
+            // A notification between the check and here is kept as a permit.
+            self.overflow.notified().await;
+        }
     }
 
     /// Moves everything queued into `into`.

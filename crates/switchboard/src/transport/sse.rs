@@ -12,6 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::http::{json_error, Body, Response};
 use crate::gateway::Gateway;
+use crate::stream::outbox::Outbox;
 use crate::stream::{Body as EventBody, Connection, Out, Transport};
 
 /// Body chunks buffered per SSE response before the connection's task waits.
@@ -81,13 +82,14 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut draining = false;
     let write_timeout = gw.config.limits.write_timeout;
+    let outbox = conn.outbox.clone();
     let mut end = CloseReason::Client;
     'conn: loop {
         for o in out.drain(..) {
             let (chunks, last) = encode(o);
             for c in chunks {
                 gw.node.bytes_out.add(c.len() as u64);
-                if let Err(reason) = send(&tx, c, write_timeout).await {
+                if let Err(reason) = send(&tx, c, write_timeout, &outbox).await {
                     end = reason;
                     break 'conn;
                 }
@@ -104,7 +106,7 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
             _ = conn.outbox.ready() => conn.on_inbox(&mut out).await,
             _ = keepalive.tick() => {
                 let cursor = conn.cursors().into_iter().next().and_then(|(_, c)| c.as_str().map(str::to_owned)).unwrap_or_default();
-                if let Err(reason) = send(&tx, Bytes::from(format!(": ping {cursor}\n\n")), write_timeout).await {
+                if let Err(reason) = send(&tx, Bytes::from(format!(": ping {cursor}\n\n")), write_timeout, &outbox).await {
                     end = reason;
                     break;
                 }
@@ -112,21 +114,30 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
             _ = tx.closed() => break,
         }
     }
-    conn.close_all(end, &mut Vec::new());
+    match end {
+        CloseReason::SlowConsumer => conn.close_slow_consumer(&mut Vec::new()),
+        other => conn.close_all(other, &mut Vec::new()),
+    }
     gw.node.connections.add(-1);
 }
 
 /// Hands a chunk to the response body. A client that stops reading fills the
-/// socket, then this channel: past the write timeout it is a dead peer.
+/// socket, then this channel: past the write timeout it is a dead peer, and
+/// once it falls more than its queue behind (policy `close`) a slow consumer.
 async fn send(
     tx: &mpsc::Sender<Bytes>,
     chunk: Bytes,
     timeout: std::time::Duration,
+    outbox: &Outbox,
 ) -> Result<(), CloseReason> {
-    match tokio::time::timeout(timeout, tx.send(chunk)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(CloseReason::Client),
-        Err(_) => Err(CloseReason::Timeout),
+    tokio::select! {
+        biased;
+        sent = tokio::time::timeout(timeout, tx.send(chunk)) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(CloseReason::Client),
+            Err(_) => Err(CloseReason::Timeout),
+        },
+        _ = outbox.overflowed() => Err(CloseReason::SlowConsumer),
     }
 }
 

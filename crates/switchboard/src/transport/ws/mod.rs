@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
+use crate::stream::outbox::Outbox;
 use crate::stream::{Connection, Out};
 use codec::{FrameDecoder, Opcode, WsMessage};
 
@@ -60,6 +61,7 @@ pub async fn run(
     }
     let mut draining = false;
     let write_timeout = gw.config.limits.write_timeout;
+    let outbox = conn.outbox.clone();
     // Anything from the client (a frame, a pong) proves it is alive.
     let mut last_heard = Instant::now();
     let mut end = CloseReason::Client;
@@ -70,8 +72,9 @@ pub async fn run(
                 .any(|o| matches!(o, Out::Rejected { stream, .. } if Some(stream) == shortcut_name.as_ref()));
             let bytes = encode::frames(out.drain(..), &mut segs);
             gw.node.bytes_out.add(bytes as u64);
-            if let Err(e) = Box::pin(write_all(&mut tcp, &mut segs, write_timeout)).await {
-                end = ending_of(&e);
+            if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await
+            {
+                end = reason;
                 break;
             }
             if shortcut_rejected && conn.stream_count() == 0 {
@@ -151,8 +154,8 @@ pub async fn run(
                     rbuf = BytesMut::new();
                 }
                 if !segs.is_empty() {
-                    if let Err(e) = Box::pin(write_all(&mut tcp, &mut segs, write_timeout)).await {
-                        end = ending_of(&e);
+                    if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
+                        end = reason;
                         break;
                     }
                 }
@@ -171,15 +174,34 @@ pub async fn run(
                 let mut header = [0u8; codec::MAX_HEADER];
                 let n = codec::write_header(Opcode::Ping, 0, &mut header);
                 segs.push(Bytes::copy_from_slice(&header[..n]));
-                if let Err(e) = Box::pin(write_all(&mut tcp, &mut segs, write_timeout)).await {
-                    end = ending_of(&e);
+                if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
+                    end = reason;
                     break;
                 }
             }
         }
     }
-    conn.close_all(end, &mut Vec::new());
+    match end {
+        CloseReason::SlowConsumer => conn.close_slow_consumer(&mut Vec::new()),
+        other => conn.close_all(other, &mut Vec::new()),
+    }
     gw.node.connections.add(-1);
+}
+
+/// Writes every segment, unless the connection falls more than its queue
+/// behind meanwhile (policy `close`): then it is a slow consumer, given up
+/// on without waiting for the write timeout.
+async fn flush(
+    tcp: &mut TcpStream,
+    segs: &mut Vec<Bytes>,
+    timeout: Duration,
+    outbox: &Outbox,
+) -> Result<(), CloseReason> {
+    tokio::select! {
+        biased;
+        r = write_all(tcp, segs, timeout) => r.map_err(|e| ending_of(&e)),
+        _ = outbox.overflowed() => Err(CloseReason::SlowConsumer),
+    }
 }
 
 fn out_ping(cursors: &Map<String, Value>, segs: &mut Vec<Bytes>) {
