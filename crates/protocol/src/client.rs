@@ -113,6 +113,8 @@ impl ClientFrame {
                 let data = raw
                     .data
                     .ok_or_else(|| bad(Some(&stream), "\"send\" needs \"data\""))?;
+                crate::data::check(&data)
+                    .map_err(|e| bad(Some(&stream), format!("bad \"data\": {e}")))?;
                 Ok(Self::Send { stream, data })
             }
             "close" => Ok(Self::Close { stream }),

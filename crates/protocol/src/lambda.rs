@@ -179,7 +179,9 @@ pub enum Action {
 pub struct ActionError(pub String);
 
 impl Action {
-    /// Reads one action and checks the rules serde cannot express.
+    /// Reads one action and checks the rules serde cannot express, among
+    /// them that `push`, `publish` and `buffer` data and `set_state` state
+    /// are readable by strict JSON readers ([`crate::data::check`]).
     pub fn parse(raw: &RawValue) -> Result<Self, ActionError> {
         let mut fields: std::collections::BTreeMap<String, Box<RawValue>> =
             serde_json::from_str(raw.get())
@@ -229,6 +231,18 @@ impl Action {
             ),
             Action::Subscribe { batch: Some(b), .. } if b.max_messages == 0 => {
                 Err(ActionError("batch.max_messages must be at least 1".into()))
+            }
+            Action::Push { data, .. }
+            | Action::Publish { data, .. }
+            | Action::Buffer { data, .. } => {
+                crate::data::check(data)
+                    .map_err(|e| ActionError(format!("{} data: {e}", a.kind())))?;
+                Ok(a)
+            }
+            Action::SetState { state } => {
+                crate::data::check(state)
+                    .map_err(|e| ActionError(format!("set_state state: {e}")))?;
+                Ok(a)
             }
             _ => Ok(a),
         }

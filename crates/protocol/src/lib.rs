@@ -5,6 +5,7 @@
 pub mod client;
 pub mod close;
 pub mod cursor;
+pub mod data;
 pub mod lambda;
 pub mod names;
 pub mod publish;

@@ -67,6 +67,8 @@ pub fn compact(data: Box<RawValue>) -> Result<Box<RawValue>, serde_json::Error> 
 }
 
 /// Checks one message's fields (also used for a lambda's `publish` action).
+/// It does not run [`crate::data::check`]: its callers do, where the data
+/// enters ([`PublishBody::parse`], [`crate::lambda::Action::parse`]).
 pub fn validate(
     topic: &str,
     data: Box<RawValue>,
@@ -159,12 +161,15 @@ impl PublishBody {
                 let data = m
                     .data
                     .ok_or_else(|| bad("bad_body", "message has no \"data\""))?;
-                validate(&m.topic, data, m.dedup_key).map_err(|mut e| {
-                    if !single {
-                        e.message = format!("messages[{i}]: {}", e.message);
-                    }
-                    e
-                })
+                crate::data::check(&data)
+                    .map_err(|e| bad("bad_data", format!("bad \"data\": {e}")))
+                    .and_then(|()| validate(&m.topic, data, m.dedup_key))
+                    .map_err(|mut e| {
+                        if !single {
+                            e.message = format!("messages[{i}]: {}", e.message);
+                        }
+                        e
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { messages, single })
@@ -229,7 +234,62 @@ mod tests {
         assert_eq!(b.messages[0].data.get(), r#"{"x":1}"#);
     }
 
+    /// docs/fuzzing.md, finding 1: data strict JSON readers refuse is a 400.
+    #[test]
+    fn data_must_be_readable_by_strict_readers() {
+        for data in [r#"{"n":1e999}"#, "-1e999", "[2E+400]", r#""\ud800""#] {
+            let e = PublishBody::parse(format!(r#"{{"topic":"a","data":{data}}}"#).as_bytes())
+                .expect_err(data);
+            assert_eq!((e.status, e.code), (400, "bad_data"), "{data}");
+            assert!(e.message.starts_with("bad \"data\": "), "{}", e.message);
+        }
+        let e = PublishBody::parse(
+            br#"{"messages":[{"topic":"a","data":1},{"topic":"b","data":{"x":[1e999]}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "bad_data");
+        assert!(e.message.starts_with("messages[1]: "), "{}", e.message);
+        assert!(e.message.contains("number out of range"), "{}", e.message);
+        // With a line break too (the data is re-serialized then).
+        assert_eq!(
+            PublishBody::parse(b"{\"topic\":\"a\",\"data\":[1,\n1e999]}")
+                .unwrap_err()
+                .status,
+            400
+        );
+        for data in [
+            "1e-999",
+            "-1.7976931348623157e308",
+            "123456789012345678901234567890",
+        ] {
+            let b =
+                PublishBody::parse(format!(r#"{{"topic":"a","data":{data}}}"#).as_bytes()).unwrap();
+            assert_eq!(b.messages[0].data.get(), data, "forwarded byte for byte");
+        }
+    }
+
     proptest! {
+        /// A message is accepted exactly when serde_json's `Value` can read its data.
+        #[test]
+        fn accepted_iff_data_is_strict_json(
+            mantissa in "-?[1-9][0-9]{0,3}(\\.[0-9]{1,3})?",
+            exp in -400i32..400,
+        ) {
+            let n = format!("{mantissa}e{exp}");
+            let strict = serde_json::from_str::<serde_json::Value>(&n).is_ok();
+            let body = format!(r#"{{"messages":[{{"topic":"a","data":{{"n":{n}}}}}]}}"#);
+            match PublishBody::parse(body.as_bytes()) {
+                Ok(b) => {
+                    prop_assert!(strict, "{} accepted", n);
+                    prop_assert!(serde_json::from_str::<serde_json::Value>(b.messages[0].data.get()).is_ok());
+                }
+                Err(e) => {
+                    prop_assert!(!strict, "{} refused: {}", n, e);
+                    prop_assert_eq!((e.status, e.code), (400, "bad_data"));
+                }
+            }
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = PublishBody::parse(&bytes);

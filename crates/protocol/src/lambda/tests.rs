@@ -91,6 +91,35 @@ fn action_rules() {
     );
 }
 
+/// docs/fuzzing.md, finding 1: data or state that strict JSON readers refuse
+/// makes the action invalid (skipped and counted), not the whole answer.
+#[test]
+fn data_must_be_readable_by_strict_readers() {
+    let p = |s: &str| Action::parse(&serde_json::from_str::<Box<RawValue>>(s).unwrap());
+    for action in [
+        r#"{"type":"push","data":{"n":1e999}}"#,
+        r#"{"type":"push","data":"\ud800","event":"e"}"#,
+        r#"{"type":"publish","topic":"a/b","data":[-1e999]}"#,
+        r#"{"type":"buffer","sink":"s","data":{"x":{"y":2E400}}}"#,
+        r#"{"type":"set_state","state":{"count":1e999}}"#,
+    ] {
+        let e = p(action).expect_err(action);
+        assert!(e.0.contains("data: ") || e.0.contains("state: "), "{e}");
+    }
+    assert!(p(r#"{"type":"push","data":{"n":1e999}}"#)
+        .unwrap_err()
+        .0
+        .contains("number out of range"));
+    // Ignored fields are not data: they are dropped, not forwarded.
+    assert!(p(r#"{"type":"push","data":1,"bogus":1e999}"#).is_ok());
+    assert!(p(r#"{"type":"set_state","state":1e-999}"#).is_ok());
+    let body =
+        br#"{"results":[{"actions":[{"type":"push","data":1e999},{"type":"push","data":1}]}]}"#;
+    let r = parse_response(body, 1).unwrap();
+    assert!(r[0][0].is_err());
+    assert!(matches!(&r[0][1], Ok(Action::Push { data, .. }) if data.get() == "1"));
+}
+
 #[test]
 fn events_serialize_to_protocol_shapes() {
     let state = serde_json::value::to_raw_value(&serde_json::json!({"n":1})).unwrap();
@@ -126,6 +155,38 @@ fn events_serialize_to_protocol_shapes() {
 }
 
 proptest! {
+    /// An action carrying data is valid exactly when serde_json's `Value`
+    /// can read the data.
+    #[test]
+    fn data_actions_valid_iff_strict_json(
+        kind in 0usize..4,
+        mantissa in "-?[1-9][0-9]{0,3}(\\.[0-9]{1,3})?",
+        exp in -400i32..400,
+    ) {
+        let n = format!("{mantissa}e{exp}");
+        let strict = serde_json::from_str::<Value>(&n).is_ok();
+        let action = match kind {
+            0 => format!(r#"{{"type":"push","data":{{"n":{n}}}}}"#),
+            1 => format!(r#"{{"type":"publish","topic":"t","data":[{n}]}}"#),
+            2 => format!(r#"{{"type":"buffer","sink":"s","data":{n}}}"#),
+            _ => format!(r#"{{"type":"set_state","state":{{"n":{n}}}}}"#),
+        };
+        let body = format!(r#"{{"results":[{{"actions":[{action}]}}]}}"#);
+        let r = parse_response(body.as_bytes(), 1).unwrap();
+        match &r[0][0] {
+            Ok(a) => {
+                prop_assert!(strict, "{} accepted", action);
+                let data = match a {
+                    Action::Push { data, .. } | Action::Publish { data, .. } | Action::Buffer { data, .. } => data,
+                    Action::SetState { state } => state,
+                    other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                };
+                prop_assert!(serde_json::from_str::<Value>(data.get()).is_ok());
+            }
+            Err(e) => prop_assert!(!strict, "{} refused: {}", action, e),
+        }
+    }
+
     #[test]
     fn parse_response_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), n in 0usize..4) {
         let _ = parse_response(&bytes, n);
