@@ -275,6 +275,38 @@ async fn a_client_send_is_published_by_the_lambda_to_every_viewer() -> anyhow::R
     Ok(())
 }
 
+/// docs/fuzzing.md, finding 1: `send` data a strict JSON reader cannot read
+/// gets `bad_frame` and never reaches the lambda (where it would share a
+/// batched request with other streams' events); the stream stays open.
+#[tokio::test]
+async fn a_send_with_a_number_outside_f64_is_a_bad_frame() -> anyhow::Result<()> {
+    let live = LiveComments::start().await?;
+    let mut alice = live.viewer("a", "7").await?;
+    let mut bob = live.viewer("b", "7").await?;
+
+    alice
+        .send_text(r#"{"type":"send","stream":"a","data":{"text":"big","n":1e999}}"#)
+        .await?;
+    let error = alice.recv_until(|v| v["type"] == "error", WAIT).await?;
+    assert_eq!(error["code"], "bad_frame", "{error}");
+    assert_eq!(error["stream"], "a", "{error}");
+
+    alice
+        .send_json(&json!({"type": "send", "stream": "a", "data": {"text": "fine"}}))
+        .await?;
+    for (ws, stream) in [(&mut alice, "a"), (&mut bob, "b")] {
+        let frame = next_event(ws, stream).await?;
+        assert_comment(&frame["data"], "fine", 1, "7");
+    }
+    let log = live.lambda_log();
+    assert_eq!(
+        log.iter().filter(|e| e["type"] == "client_message").count(),
+        1,
+        "{log:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_lambda_closes_the_stream_with_its_own_code() -> anyhow::Result<()> {
     let live = LiveComments::start().await?;

@@ -430,6 +430,33 @@ async fn publish_rejects_bad_bodies_with_400() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// docs/fuzzing.md, finding 1: data that strict JSON readers cannot read
+/// (here a number outside f64's range) is refused, whole batch included.
+#[tokio::test]
+async fn publish_refuses_numbers_outside_f64_with_400() -> anyhow::Result<()> {
+    let gateway = pubsub().await?;
+    let url = gateway.http_url();
+    let mut ws = ws(&gateway).await?;
+    open_topics(&mut ws, "c1", "fine").await?;
+
+    for raw in [
+        &br#"{"topic":"fine","data":{"n":1e999}}"#[..],
+        br#"{"messages":[{"topic":"fine","data":1},{"topic":"fine","data":[-1e999]}]}"#,
+    ] {
+        let (status, body) = publish_raw(&url, None, raw).await?;
+        assert_eq!(status, 400, "{:?} -> {body}", String::from_utf8_lossy(raw));
+        assert_eq!(body["error"]["code"], "bad_data", "{body}");
+        assert_error_body(&body);
+    }
+    // Nothing was published; in-range numbers go through byte for byte.
+    let (status, body) =
+        publish_raw(&url, None, br#"{"topic":"fine","data":[1e308,1e-999]}"#).await?;
+    assert_eq!((status, &body), (200, &json!({"id": "1"})));
+    let frame = ws.recv_until(|v| v["type"] == "event", WAIT).await?;
+    assert_eq!(frame["data"], json!([1e308, 0.0]), "{frame}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn publish_rejects_too_large_with_413() -> anyhow::Result<()> {
     let gateway = pubsub().await?;
