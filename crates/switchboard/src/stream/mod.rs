@@ -162,8 +162,8 @@ pub struct Connection {
     transport: Transport,
     headers: Map<String, Value>,
     remote_addr: String,
-    streams: HashMap<u32, Stream>,
-    names: HashMap<StreamName, u32>,
+    /// Boxed: the map's table stays small (a connection mostly holds one stream).
+    streams: HashMap<u32, Box<Stream>>,
     next_slot: u32,
     inbox: VecDeque<Inbound>,
 }
@@ -187,10 +187,17 @@ impl Connection {
             headers,
             remote_addr,
             streams: HashMap::new(),
-            names: HashMap::new(),
             next_slot: 0,
             inbox: VecDeque::new(),
         }
+    }
+
+    /// The slot of the stream the client calls `name`. A scan, not a second
+    /// map: a connection holds few streams, and an idle one's memory counts.
+    fn slot_of(&self, name: &StreamName) -> Option<u32> {
+        self.streams
+            .iter()
+            .find_map(|(slot, s)| (s.name == *name).then_some(*slot))
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -211,11 +218,11 @@ impl Connection {
                 params,
                 resume,
             } => self.open(stream, app, params, resume, out).await,
-            ClientFrame::Send { stream, data } => match self.names.get(&stream).copied() {
+            ClientFrame::Send { stream, data } => match self.slot_of(&stream) {
                 Some(slot) => self.client_message(slot, data, out).await,
                 None => out.push(unknown_stream(&stream)),
             },
-            ClientFrame::Close { stream } => match self.names.get(&stream).copied() {
+            ClientFrame::Close { stream } => match self.slot_of(&stream) {
                 Some(slot) => self.close_stream(slot, Ending::of(CloseReason::Client), out),
                 None => out.push(unknown_stream(&stream)),
             },
@@ -231,7 +238,7 @@ impl Connection {
         resume: Option<String>,
         out: &mut Vec<Out>,
     ) {
-        if self.names.contains_key(&name) {
+        if self.slot_of(&name).is_some() {
             out.push(Out::Error {
                 stream: Some(name.as_str().to_owned()),
                 code: ErrorCode::StreamExists,
@@ -284,8 +291,7 @@ impl Connection {
                 Err(_) => Resume::Invalid,
             }),
         };
-        self.names.insert(name.clone(), slot);
-        self.streams.insert(slot, stream);
+        self.streams.insert(slot, Box::new(stream));
         if app.dispatcher.is_some() {
             if let Some(s) = self.streams.get_mut(&slot) {
                 s.pending.push_back(Pending::Open { params });
@@ -742,6 +748,9 @@ impl Connection {
             .unwrap_or_else(|_| Arc::from("0"));
         if let Some(s) = self.streams.get_mut(&slot) {
             s.app.stats.subscriptions.add(1);
+            // Exact: most streams follow one or two topics, and a
+            // subscription is a few hundred bytes.
+            s.subs.reserve_exact(1);
             s.subs
                 .push(Subscription::new(topic, deliver, position, options));
         }
@@ -807,7 +816,6 @@ impl Connection {
         let Some(s) = self.streams.remove(&slot) else {
             return;
         };
-        self.names.remove(&s.name);
         for sub in &s.subs {
             s.app.stats.subscriptions.add(-1);
             if self.gw.router.remove(&sub.topic, &self.outbox, slot) {

@@ -37,10 +37,11 @@ pub enum Inbound {
 
 pub struct Outbox {
     inner: Mutex<Inner>,
+    /// Wakes the connection's task: something was queued, or the policy
+    /// `close` refused a message (the task may then be stuck in a write to a
+    /// peer that stopped reading, waiting in [`Outbox::overflowed`]). The
+    /// task waits in one place at a time, and both waits re-check the state.
     notify: Notify,
-    /// Signalled when the policy `close` refuses a message: the connection's
-    /// task may be stuck in a write to a peer that stopped reading.
-    overflow: Notify,
     capacity: usize,
     policy: SlowConsumer,
 }
@@ -69,7 +70,6 @@ impl Outbox {
         Self {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
-            overflow: Notify::new(),
             capacity,
             policy,
         }
@@ -84,10 +84,7 @@ impl Outbox {
         if inner.messages >= self.capacity {
             match self.policy {
                 SlowConsumer::Close => {
-                    if !inner.overflowed {
-                        inner.overflowed = true;
-                        self.overflow.notify_one();
-                    }
+                    inner.overflowed = true;
                 }
                 SlowConsumer::DropOldest => {
                     let oldest = inner
@@ -164,7 +161,7 @@ impl Outbox {
                 return;
             }
             // A notification between the check and here is kept as a permit.
-            self.overflow.notified().await;
+            self.notify.notified().await;
         }
     }
 

@@ -23,9 +23,11 @@ pub(super) struct Subscription {
     /// The newest message taken in (delivered or queued for the lambda):
     /// messages at or before it are not taken again (replay/live overlap).
     seen: Option<(u64, u64)>,
-    rate: Option<RateLimiter>,
-    dedup: Option<Dedup>,
-    pub batch: Option<Batcher>,
+    // Boxed: most subscriptions use none of them, and an idle stream's
+    // memory is a tracked figure.
+    rate: Option<Box<RateLimiter>>,
+    dedup: Option<Box<Dedup>>,
+    pub batch: Option<Box<Batcher>>,
     /// Armed while a batch waits for its `max_delay_ms`.
     pub batch_timer: Option<Arc<TimerToken>>,
 }
@@ -68,14 +70,14 @@ impl Subscription {
         self.deliver = deliver;
         self.rate = o
             .rate_limit
-            .map(|r| RateLimiter::new(r.per_second, r.burst));
-        self.dedup = o.dedup_window.map(Dedup::new);
+            .map(|r| Box::new(RateLimiter::new(r.per_second, r.burst)));
+        self.dedup = o.dedup_window.map(|w| Box::new(Dedup::new(w)));
         // Batching applies to lambda delivery only.
         self.batch = match (deliver, o.batch) {
-            (Deliver::Lambda, Some(b)) => Some(Batcher::new(
+            (Deliver::Lambda, Some(b)) => Some(Box::new(Batcher::new(
                 b.max_messages,
                 Duration::from_millis(b.max_delay_ms),
-            )),
+            ))),
             _ => None,
         };
         self.batch_timer = None;

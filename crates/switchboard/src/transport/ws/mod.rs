@@ -37,155 +37,169 @@ pub struct Shortcut {
 }
 
 /// Runs one WebSocket connection until it closes.
-pub async fn run(
+///
+/// Not an `async fn`: that would keep a copy of the arguments beside the
+/// locals they move into, for the connection's whole life; the `async move`
+/// block uses its captures in place, so an idle connection's task is smaller.
+pub fn run(
     mut conn: Connection,
     mut tcp: TcpStream,
     leftover: Bytes,
     shortcut: Option<Shortcut>,
-) {
-    let gw = conn.gateway().clone();
-    gw.node.connections.add(1);
-    gw.node.ws_connections_total.inc();
-    let mut rbuf = BytesMut::from(&leftover[..]);
-    let mut decoder = FrameDecoder::new(gw.config.limits.max_frame_bytes);
-    let mut out: Vec<Out> = Vec::new();
-    let mut segs: Vec<Bytes> = Vec::new();
-    let mut bad = BadFrames::default();
-    let keepalive_every = gw.config.limits.keepalive;
-    let mut keepalive = tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
-    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let shortcut_name = StreamName::new("0").ok();
-    let mut close_with: Option<(u16, &'static str)> = None;
-    if let (Some(s), Some(name)) = (shortcut, shortcut_name.clone()) {
-        Box::pin(conn.open(name, s.app, s.params, s.resume, &mut out)).await;
-    }
-    let mut draining = false;
-    let write_timeout = gw.config.limits.write_timeout;
-    let outbox = conn.outbox.clone();
-    // Anything from the client (a frame, a pong) proves it is alive.
-    let mut last_heard = Instant::now();
-    let mut end = CloseReason::Client;
-    loop {
-        if !out.is_empty() {
-            let shortcut_rejected = out
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let gw = conn.gateway().clone();
+        gw.node.connections.add(1);
+        gw.node.ws_connections_total.inc();
+        let mut rbuf = BytesMut::from(&leftover[..]);
+        // `leftover` is a view of hyper's 8 KiB read buffer: keeping it would
+        // keep the whole buffer alive for the connection's life.
+        drop(leftover);
+        let mut decoder = FrameDecoder::new(gw.config.limits.max_frame_bytes);
+        let mut out: Vec<Out> = Vec::new();
+        let mut segs: Vec<Bytes> = Vec::new();
+        let mut bad = BadFrames::default();
+        let keepalive_every = gw.config.limits.keepalive;
+        let mut keepalive =
+            tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let shortcut_name = StreamName::new("0").ok();
+        let mut close_with: Option<(u16, &'static str)> = None;
+        if let (Some(s), Some(name)) = (shortcut, shortcut_name.clone()) {
+            Box::pin(conn.open(name, s.app, s.params, s.resume, &mut out)).await;
+        }
+        let mut draining = false;
+        let write_timeout = gw.config.limits.write_timeout;
+        let outbox = conn.outbox.clone();
+        // Anything from the client (a frame, a pong) proves it is alive.
+        let mut last_heard = Instant::now();
+        let mut end = CloseReason::Client;
+        loop {
+            if !out.is_empty() {
+                let shortcut_rejected = out
                 .iter()
                 .any(|o| matches!(o, Out::Rejected { stream, .. } if Some(stream) == shortcut_name.as_ref()));
-            let bytes = encode::frames(out.drain(..), &mut segs);
-            gw.node.bytes_out.add(bytes as u64);
-            if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await
-            {
-                end = reason;
-                break;
-            }
-            if shortcut_rejected && conn.stream_count() == 0 {
-                close_with = Some((1008, "stream rejected"));
-            }
-        }
-        if let Some((code, reason)) = close_with {
-            Box::pin(send_close(&mut tcp, code, reason)).await;
-            break;
-        }
-        tokio::select! {
-            _ = gw.shutdown.cancelled(), if !draining => {
-                draining = true;
-                conn.close_all(CloseReason::Shutdown, &mut out);
-                close_with = Some((1012, "shutdown"));
-            }
-            ready = tcp.readable() => {
-                if ready.is_err() {
+                let bytes = encode::frames(out.drain(..), &mut segs);
+                gw.node.bytes_out.add(bytes as u64);
+                if let Err(reason) =
+                    Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await
+                {
+                    end = reason;
                     break;
                 }
-                if rbuf.capacity() - rbuf.len() < READ_CHUNK {
-                    rbuf.reserve(READ_CHUNK);
+                // Most connections sit idle between bursts: they keep no buffers.
+                out.shrink_to(0);
+                segs.shrink_to(0);
+                if shortcut_rejected && conn.stream_count() == 0 {
+                    close_with = Some((1008, "stream rejected"));
                 }
-                match tcp.try_read_buf(&mut rbuf) {
-                    Ok(0) => break,
-                    Ok(_) => last_heard = Instant::now(),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(_) => break,
+            }
+            if let Some((code, reason)) = close_with {
+                Box::pin(send_close(&mut tcp, code, reason)).await;
+                break;
+            }
+            tokio::select! {
+                _ = gw.shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    conn.close_all(CloseReason::Shutdown, &mut out);
+                    close_with = Some((1012, "shutdown"));
                 }
-                loop {
-                    match decoder.decode(&mut rbuf) {
-                        Ok(None) => break,
-                        Ok(Some(WsMessage::Text(text))) => match ClientFrame::parse(&text) {
-                            // Boxed: an idle connection's task stays small.
-                            Ok(frame) => Box::pin(conn.on_frame(frame, &mut out)).await,
-                            Err(e) => {
+                ready = tcp.readable() => {
+                    if ready.is_err() {
+                        break;
+                    }
+                    if rbuf.capacity() - rbuf.len() < READ_CHUNK {
+                        rbuf.reserve(READ_CHUNK);
+                    }
+                    match tcp.try_read_buf(&mut rbuf) {
+                        Ok(0) => break,
+                        Ok(_) => last_heard = Instant::now(),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(_) => break,
+                    }
+                    loop {
+                        match decoder.decode(&mut rbuf) {
+                            Ok(None) => break,
+                            Ok(Some(WsMessage::Text(text))) => match ClientFrame::parse(&text) {
+                                // Boxed: an idle connection's task stays small.
+                                Ok(frame) => Box::pin(conn.on_frame(frame, &mut out)).await,
+                                Err(e) => {
+                                    gw.node.bad_frames.inc();
+                                    out.push(Out::Error { stream: e.stream, code: e.code, message: e.message });
+                                    if bad.hit() {
+                                        close_with = Some((1008, "too many bad frames"));
+                                        break;
+                                    }
+                                }
+                            },
+                            Ok(Some(WsMessage::Binary(_))) => {
                                 gw.node.bad_frames.inc();
-                                out.push(Out::Error { stream: e.stream, code: e.code, message: e.message });
+                                out.push(Out::Error {
+                                    stream: None,
+                                    code: ErrorCode::BadFrame,
+                                    message: "binary frames are not part of the protocol; send JSON text".into(),
+                                });
                                 if bad.hit() {
                                     close_with = Some((1008, "too many bad frames"));
                                     break;
                                 }
                             }
-                        },
-                        Ok(Some(WsMessage::Binary(_))) => {
-                            gw.node.bad_frames.inc();
-                            out.push(Out::Error {
-                                stream: None,
-                                code: ErrorCode::BadFrame,
-                                message: "binary frames are not part of the protocol; send JSON text".into(),
-                            });
-                            if bad.hit() {
-                                close_with = Some((1008, "too many bad frames"));
+                            Ok(Some(WsMessage::Ping(payload))) => {
+                                let mut header = [0u8; codec::MAX_HEADER];
+                                let n = codec::write_header(Opcode::Pong, payload.len(), &mut header);
+                                segs.push(Bytes::copy_from_slice(&header[..n]));
+                                segs.push(payload);
+                            }
+                            Ok(Some(WsMessage::Pong(_))) => {}
+                            Ok(Some(WsMessage::Close(_))) => {
+                                conn.close_all(CloseReason::Client, &mut Vec::new());
+                                close_with = Some((1000, ""));
+                                break;
+                            }
+                            Err(e) => {
+                                close_with = Some((e.close_code(), "protocol error"));
                                 break;
                             }
                         }
-                        Ok(Some(WsMessage::Ping(payload))) => {
-                            let mut header = [0u8; codec::MAX_HEADER];
-                            let n = codec::write_header(Opcode::Pong, payload.len(), &mut header);
-                            segs.push(Bytes::copy_from_slice(&header[..n]));
-                            segs.push(payload);
-                        }
-                        Ok(Some(WsMessage::Pong(_))) => {}
-                        Ok(Some(WsMessage::Close(_))) => {
-                            conn.close_all(CloseReason::Client, &mut Vec::new());
-                            close_with = Some((1000, ""));
-                            break;
-                        }
-                        Err(e) => {
-                            close_with = Some((e.close_code(), "protocol error"));
+                    }
+                    if rbuf.is_empty() {
+                        // Idle connections hold no read buffer.
+                        rbuf = BytesMut::new();
+                    }
+                    if !segs.is_empty() {
+                        if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
+                            end = reason;
                             break;
                         }
                     }
                 }
-                if rbuf.is_empty() {
-                    // Idle connections hold no read buffer.
-                    rbuf = BytesMut::new();
-                }
-                if !segs.is_empty() {
+                _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
+                _ = keepalive.tick() => {
+                    if last_heard.elapsed() > keepalive_every * 2 {
+                        // Two pings unanswered: a dead peer. Its streams end with `timeout`.
+                        conn.close_all(CloseReason::Timeout, &mut out);
+                        close_with = Some((1001, "timeout"));
+                        continue;
+                    }
+                    let cursors = conn.cursors();
+                    out_ping(&cursors, &mut segs);
+                    // A protocol-level ping too: every WebSocket client answers it with a pong.
+                    let mut header = [0u8; codec::MAX_HEADER];
+                    let n = codec::write_header(Opcode::Ping, 0, &mut header);
+                    segs.push(Bytes::copy_from_slice(&header[..n]));
                     if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
                         end = reason;
                         break;
                     }
                 }
             }
-            _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
-            _ = keepalive.tick() => {
-                if last_heard.elapsed() > keepalive_every * 2 {
-                    // Two pings unanswered: a dead peer. Its streams end with `timeout`.
-                    conn.close_all(CloseReason::Timeout, &mut out);
-                    close_with = Some((1001, "timeout"));
-                    continue;
-                }
-                let cursors = conn.cursors();
-                out_ping(&cursors, &mut segs);
-                // A protocol-level ping too: every WebSocket client answers it with a pong.
-                let mut header = [0u8; codec::MAX_HEADER];
-                let n = codec::write_header(Opcode::Ping, 0, &mut header);
-                segs.push(Bytes::copy_from_slice(&header[..n]));
-                if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
-                    end = reason;
-                    break;
-                }
-            }
         }
+        match end {
+            CloseReason::SlowConsumer => conn.close_slow_consumer(&mut Vec::new()),
+            other => conn.close_all(other, &mut Vec::new()),
+        }
+        gw.node.connections.add(-1);
     }
-    match end {
-        CloseReason::SlowConsumer => conn.close_slow_consumer(&mut Vec::new()),
-        other => conn.close_all(other, &mut Vec::new()),
-    }
-    gw.node.connections.add(-1);
 }
 
 /// Writes every segment, unless the connection falls more than its queue
