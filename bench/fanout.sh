@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Fanout: one topic, SUBS WebSocket subscribers (default 2,000), RATE msg/s
 # (default 50), DURATION s (default 30), against a fresh
-# target/release/switchboard (direct app `pubsub`) on a free loopback port.
-# Prints the table; writes the JSON report to bench/results/.
+# target/release/switchboard (direct app `pubsub`) on a free loopback port,
+# or SERVER=pushpin|nchan (bench/README.md).
+# Prints the table; writes the JSON report to bench/results/ (REPORT=FILE
+# names it).
 #
 #   bench/fanout.sh                       # 2,000 x 50 msg/s, 30 s
 #   SUBS=10000 RATE=20 bench/fanout.sh    # env overrides; extra args go to the bench
 #   PIN=1 bench/fanout.sh                 # server on CPU 0, load generator on CPU 1
+#   SERVER=pushpin bench/fanout.sh        # the same against Pushpin
 source "$(dirname "$0")/lib.sh"
 
 SUBS="${SUBS:-2000}"
@@ -18,10 +21,10 @@ TRANSPORT="${TRANSPORT:-ws}"
 PAYLOAD="${PAYLOAD:-0}"
 
 build
-start_server
-out="$RESULTS/fanout-$TRANSPORT-${SUBS}x${RATE}-$(stamp).json"
+start_target
+out="${REPORT:-$RESULTS/fanout-$(server_tag)$TRANSPORT-${SUBS}x${RATE}-$(stamp).json}"
 echo "load average before: $(loadavg)" >&2
-"${BENCH_TASKSET[@]}" "$BENCH_BIN" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+"${BENCH_TASKSET[@]}" "$BENCH_BIN" "${TARGET_ARGS[@]}" \
     --transport "$TRANSPORT" --subscribers "$SUBS" --topics "$TOPICS" --rate "$RATE" \
     --duration "$DURATION" --warmup "$WARMUP" --payload "$PAYLOAD" \
     --label "fanout" --json-out "$out" "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fanout at a rising rate: one topic, SUBS WebSocket subscribers (default
 # 2,000), RATES msg/s in turn (default 100 200 400 800 1600 3200), DURATION s
-# each (default 15), on one fresh server; stops after the first step whose
+# each (default 15), on one fresh server (SERVER=switchboard|pushpin|nchan);
+# stops after the first step whose
 # verdict is "lagging" (deliveries/s under 95% of offered, >0.1% lost, a stream
 # closed by the server (slow_consumer), or
 # p99 over 1 s). The max sustained deliveries/s is the last "ok" step.
@@ -14,13 +15,13 @@ WARMUP="${WARMUP:-3}"
 TRANSPORT="${TRANSPORT:-ws}"
 
 build
-start_server
+start_target
 run="$(stamp)"
-summary="$RESULTS/fanout-ramp-$TRANSPORT-$SUBS-$run.tsv"
+summary="${SUMMARY:-$RESULTS/fanout-ramp-$(server_tag)$TRANSPORT-$SUBS-$run.tsv}"
 printf 'rate\tdeliv/s\toffered/s\tsrv_us/deliv\tgen_us/deliv\tsrv_cpu%%\tp50_us\tp99_us\tmax_us\tlost\tclosed\tloadavg\tverdict\n' | tee "$summary"
 for rate in $RATES; do
-    out="$RESULTS/fanout-ramp-$TRANSPORT-${SUBS}x${rate}-$run.json"
-    "${BENCH_TASKSET[@]}" "$BENCH_BIN" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+    out="$RESULTS/fanout-ramp-$(server_tag)$TRANSPORT-${SUBS}x${rate}-$run.json"
+    "${BENCH_TASKSET[@]}" "$BENCH_BIN" "${TARGET_ARGS[@]}" \
         --transport "$TRANSPORT" --subscribers "$SUBS" --rate "$rate" \
         --duration "$DURATION" --warmup "$WARMUP" --label "fanout-ramp" \
         --json-out "$out" "$@" >/dev/null
@@ -29,7 +30,7 @@ for rate in $RATES; do
         "$(f offered_deliveries_per_sec)" "$(f server_cpu_us_per_delivery)" \
         "$(f loadgen_cpu_us_per_delivery)" "$(f server_cpu_percent)" "$(f p50_us)" "$(f p99_us)" \
         "$(f max_us)" "$(f lost)" "$(f streams_closed)" "$(loadavg | tr ' ' ,)" "$(f verdict)" | tee -a "$summary"
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    if ! target_alive; then
         echo "the server died" >&2
         exit 1
     fi

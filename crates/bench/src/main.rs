@@ -8,6 +8,7 @@
 
 mod procfs;
 mod publish;
+mod server;
 mod sub;
 mod target;
 mod wire;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use procfs::unix_ns;
+use server::{parse_pids, Pids, Server};
 use sub::{Connected, GroupMsg, GroupResult, Phase, SubCfg, Transport, Window};
 use target::Target;
 
@@ -39,6 +41,14 @@ struct Args {
     /// The gateway's base URL (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// What serves --url: subscribe paths, frame classification and the
+    /// publish format follow it (bench/README.md).
+    #[arg(long, value_enum, default_value_t = Server::Switchboard)]
+    server: Server,
+    /// Base URL publish requests go to, if not --url (Pushpin: the
+    /// handler's push_in_http_port).
+    #[arg(long)]
+    publish_url: Option<String>,
     /// Subscriber transport.
     #[arg(long, value_enum, default_value_t = Transport::Ws)]
     transport: Transport,
@@ -67,9 +77,15 @@ struct Args {
     /// Connect, measure RSS, hold for --duration; no publishing.
     #[arg(long)]
     idle: bool,
-    /// The server's pid, for RSS (/proc/PID/status) and CPU (/proc/PID/stat).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's pid, for RSS (/proc/PID/status) and CPU (/proc/PID/stat);
+    /// several comma-separated pids (nginx master and workers, Pushpin's
+    /// processes) are summed.
+    #[arg(long, value_parser = parse_pids)]
+    server_pid: Option<Pids>,
+    /// Pids of a helper outside the server (Pushpin's GRIP origin): its CPU
+    /// over the window is reported apart, not in the server's.
+    #[arg(long, value_parser = parse_pids)]
+    origin_pid: Option<Pids>,
     /// Publish key (Authorization: Bearer KEY).
     #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
     publish_key: Option<String>,
@@ -125,6 +141,12 @@ struct Args {
 impl Args {
     fn validate(&self) -> Result<Target> {
         let t = Target::parse(&self.url)?;
+        if let Some(u) = &self.publish_url {
+            Target::parse(u).context("--publish-url")?;
+        }
+        if self.server == Server::Pushpin && self.publish_url.is_none() && !self.idle {
+            bail!("--server pushpin publishes to the handler's port: give --publish-url");
+        }
         if self.topics == 0 {
             bail!("--topics must be at least 1");
         }
@@ -157,6 +179,7 @@ impl Args {
     fn sub_cfg(&self, target: Target) -> SubCfg {
         SubCfg {
             target,
+            server: self.server,
             transport: self.transport,
             app: self.app.clone(),
             topics: self.topics,
@@ -235,13 +258,17 @@ async fn run(args: Args) -> Result<()> {
     watchdog(deadline_ns, "the run");
     let nofile = procfs::raise_nofile();
     let load_start = procfs::loadavg();
-    if let Some(pid) = args.server_pid {
-        if procfs::rss_kib(pid).is_none() {
-            bail!("--server-pid {pid}: no such process (or /proc unreadable)");
+    for pids in [&args.server_pid, &args.origin_pid].into_iter().flatten() {
+        for &pid in &pids.0 {
+            if procfs::rss_kib(pid).is_none() {
+                bail!("pid {pid}: no such process (or /proc unreadable)");
+            }
         }
     }
-    let server_rss = |pid: Option<u32>| pid.and_then(procfs::rss_kib);
-    let rss_before = server_rss(args.server_pid);
+    let server_pids: Option<&[u32]> = args.server_pid.as_ref().map(|p| &p.0[..]);
+    let origin_pids: Option<&[u32]> = args.origin_pid.as_ref().map(|p| &p.0[..]);
+    let server_rss = |pids: Option<&[u32]>| pids.and_then(procfs::rss_kib_sum);
+    let rss_before = server_rss(server_pids);
     let n = args.subscribers;
     let procs = if args.procs > 0 {
         args.procs.min(n.max(1))
@@ -313,7 +340,7 @@ async fn run(args: Args) -> Result<()> {
         bail!("no subscriber connected; nothing to measure");
     }
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
-    let rss_idle = server_rss(args.server_pid);
+    let rss_idle = server_rss(server_pids);
 
     // Run phase.
     let now = unix_ns();
@@ -338,8 +365,13 @@ async fn run(args: Args) -> Result<()> {
     let publisher = if args.idle {
         None
     } else {
+        let pub_target = match &args.publish_url {
+            Some(u) => Target::parse(u)?,
+            None => target.clone(),
+        };
         let pcfg = publish::PubCfg {
-            target: target.clone(),
+            server: args.server,
+            target: pub_target,
             key: args.publish_key.clone(),
             topics: args.topics,
             rate: args.rate,
@@ -351,12 +383,14 @@ async fn run(args: Args) -> Result<()> {
         Some(tokio::spawn(publish::run(pcfg, start, window)))
     };
     sleep_until_ns(window.start_ns).await;
-    let cpu0 = args.server_pid.and_then(procfs::cpu_us);
+    let cpu0 = server_pids.and_then(procfs::cpu_us_sum);
+    let origin0 = origin_pids.and_then(procfs::cpu_us_sum);
     let self0 = procfs::self_cpu_us();
     sleep_until_ns(window.end_ns).await;
-    let cpu1 = args.server_pid.and_then(procfs::cpu_us);
+    let cpu1 = server_pids.and_then(procfs::cpu_us_sum);
+    let origin1 = origin_pids.and_then(procfs::cpu_us_sum);
     let self1 = procfs::self_cpu_us();
-    let rss_end = server_rss(args.server_pid);
+    let rss_end = server_rss(server_pids);
     let load_end = procfs::loadavg();
     let pubr = match publisher {
         Some(p) => match tokio::time::timeout(Duration::from_secs(15), p).await {
@@ -406,6 +440,7 @@ async fn run(args: Args) -> Result<()> {
             rss_idle,
             rss_end,
             server_cpu_us: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+            origin_cpu_us: origin0.zip(origin1).map(|(a, b)| b.saturating_sub(a)),
             self_cpu_us: self1.saturating_sub(self0),
             missing_results: expected - results,
             pubr,
@@ -596,6 +631,7 @@ struct Figures {
     rss_idle: Option<u64>,
     rss_end: Option<u64>,
     server_cpu_us: Option<u64>,
+    origin_cpu_us: Option<u64>,
     self_cpu_us: u64,
     missing_results: usize,
     pubr: Option<publish::PubResult>,
@@ -632,8 +668,13 @@ fn report(args: &Args, f: &Figures) -> Value {
             "mean": round(h.mean(), 1),
         });
     }
-    let server = json!({
-        "pid": args.server_pid,
+    let pid = match args.server_pid.as_ref().map(|p| &p.0[..]) {
+        Some([one]) => json!(one),
+        Some(many) => json!(many),
+        None => json!(null),
+    };
+    let mut server = json!({
+        "pid": pid,
         "rss_before_kib": f.rss_before,
         "rss_idle_kib": f.rss_idle,
         "rss_end_kib": f.rss_end,
@@ -643,6 +684,17 @@ fn report(args: &Args, f: &Figures) -> Value {
         "cpu_percent": f.server_cpu_us.map(|c| round(c as f64 / (dur * 1e4), 1)),
         "cpu_us_per_delivery": f.server_cpu_us.and_then(per_delivery),
     });
+    if args.server != Server::Switchboard {
+        server["kind"] = json!(args.server.name());
+    }
+    if let Some(o) = &args.origin_pid {
+        server["origin"] = json!({
+            "pid": o.0,
+            "cpu_us": f.origin_cpu_us,
+            "cpu_percent": f.origin_cpu_us.map(|c| round(c as f64 / (dur * 1e4), 1)),
+            "cpu_us_per_delivery": f.origin_cpu_us.and_then(per_delivery),
+        });
+    }
     let loadgen = json!({
         "processes": 1 + f.procs,
         "threads_per_process": args.threads,
@@ -731,6 +783,9 @@ fn report(args: &Args, f: &Figures) -> Value {
         "rtt_us": rtt,
         "ran": f.pubr.is_some(),
     });
+    if let Some(u) = &args.publish_url {
+        out["publish"]["url"] = json!(u);
+    }
     out["deliveries"] = json!({
         "offered_per_sec": round(offered, 1),
         "per_sec": round(per_sec, 1),
@@ -860,10 +915,28 @@ fn table(r: &Value) -> String {
             v(&sv["rss_per_conn_end_kib"])
         ),
     );
+    if let Some(kind) = sv["kind"].as_str() {
+        let pids = match &sv["pid"] {
+            Value::Array(a) => a.len(),
+            Value::Null => 0,
+            _ => 1,
+        };
+        row("server", format!("{kind} ({pids} process(es) measured)"));
+    }
     row(
         "server CPU",
         format!("{} % of a core", v(&sv["cpu_percent"])),
     );
+    if let Some(o) = sv.get("origin") {
+        row(
+            "origin CPU (not in server's)",
+            format!(
+                "{} % of a core, {} µs per delivery",
+                v(&o["cpu_percent"]),
+                v(&o["cpu_us_per_delivery"])
+            ),
+        );
+    }
     let lg = &r["loadgen"];
     row(
         "loadgen CPU",

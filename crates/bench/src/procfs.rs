@@ -21,6 +21,17 @@ pub fn cpu_us(pid: u32) -> Option<u64> {
     Some((utime + stime) * 1_000_000 / clock_ticks())
 }
 
+/// Summed VmRSS of several processes (e.g. nginx's master and workers);
+/// `None` if any of them is gone.
+pub fn rss_kib_sum(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&p| rss_kib(p)).sum()
+}
+
+/// Summed CPU time of several processes; `None` if any of them is gone.
+pub fn cpu_us_sum(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&p| cpu_us(p)).sum()
+}
+
 fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -85,5 +96,13 @@ mod tests {
         assert!(cpu_us(pid).is_some());
         assert!(loadavg().is_some());
         let _ = self_cpu_us();
+        let one = rss_kib(pid).unwrap();
+        let two = rss_kib_sum(&[pid, pid]).unwrap();
+        // The two reads may differ a little; the sum is about twice one.
+        assert!(two >= one && two <= 3 * one, "{one} {two}");
+        assert!(cpu_us_sum(&[pid]).is_some());
+        assert_eq!(rss_kib_sum(&[pid, u32::MAX]), None);
+        assert_eq!(cpu_us_sum(&[u32::MAX]), None);
+        assert_eq!(rss_kib_sum(&[]), Some(0));
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::procfs::unix_ns;
+use crate::server::{Server, WsReady};
 use crate::target::Target;
 use crate::wire::{self, Dechunk, Frame};
 
@@ -36,6 +37,7 @@ pub enum Transport {
 #[derive(Debug, Clone)]
 pub struct SubCfg {
     pub target: Target,
+    pub server: Server,
     pub transport: Transport,
     pub app: String,
     pub topics: usize,
@@ -345,7 +347,9 @@ fn thread_main(
                         done.0.set(done.0.get() + 1);
                         done.1.notify_one();
                         let why = match c {
-                            Conn::Ws(c) => ws_loop(c, topic, &stats).await,
+                            Conn::Ws(c) => {
+                                ws_loop(c, topic, cfg.server.raw_messages(), &stats).await
+                            }
                             Conn::Sse(c) => sse_loop(c, topic, &stats).await,
                         };
                         stats.borrow_mut().closed(why);
@@ -441,15 +445,17 @@ async fn connect(cfg: &SubCfg, i: usize) -> Result<Conn> {
         .map_err(|e| anyhow!("bind {}: {e}", cfg.source(i)))?;
     let mut tcp = sock.connect(cfg.target.addr).await?;
     tcp.set_nodelay(true)?;
-    let topic = i % cfg.topics;
+    let topic = format!("bench/{}", i % cfg.topics);
+    let ws = cfg.transport == Transport::Ws;
+    let path = cfg.server.subscribe_path(ws, &cfg.app, &topic);
     let req = match cfg.transport {
         Transport::Ws => format!(
-            "GET /v1/ws?app={}&topic=bench/{topic} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c3dpdGNoYm9hcmQtYmVuY2g=\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            cfg.app, cfg.target.host
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c3dpdGNoYm9hcmQtYmVuY2g=\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            cfg.target.host
         ),
         Transport::Sse => format!(
-            "GET /v1/sse/{}?topic=bench/{topic} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-            cfg.app, cfg.target.host
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            cfg.target.host
         ),
     };
     tcp.write_all(req.as_bytes()).await?;
@@ -480,8 +486,11 @@ async fn connect(cfg: &SubCfg, i: usize) -> Result<Conn> {
             if head.status != 101 {
                 bail!("handshake answered {} (want 101)", head.status);
             }
-            // The stream is live once `opened` arrives.
-            wait_opened(&mut open).await?;
+            match cfg.server.ws_ready() {
+                // The stream is live once `opened` arrives.
+                WsReady::Opened => wait_opened(&mut open).await?,
+                WsReady::Upgrade => {}
+            }
             Ok(Conn::Ws(open))
         }
         Transport::Sse => {
@@ -546,7 +555,9 @@ fn compact(buf: &mut Vec<u8>, start: &mut usize, end: &mut usize, need: usize) -
 }
 
 /// Receives WebSocket frames until the connection ends; returns why it ended.
-async fn ws_loop(mut c: Open, topic: usize, stats: &Shared) -> String {
+/// With `raw`, every text frame is a message as published (Pushpin, Nchan);
+/// otherwise frames are the gateway's JSON frames, classified by `type`.
+async fn ws_loop(mut c: Open, topic: usize, raw: bool, stats: &Shared) -> String {
     let mut last_seq = 0u64;
     let mut reply: Vec<u8> = Vec::new();
     let mut now = unix_ns();
@@ -562,6 +573,7 @@ async fn ws_loop(mut c: Open, topic: usize, stats: &Shared) -> String {
                         let p = &c.buf[c.start + start..c.start + start + len];
                         c.start += start + len;
                         match opcode {
+                            1 if raw => s.event(p, now, topic, &mut last_seq),
                             1 => match wire::frame_type(p) {
                                 b"event" => s.event(p, now, topic, &mut last_seq),
                                 b"ping" => s.r.pings += 1,

@@ -41,6 +41,7 @@ pub struct Shortcut {
 /// Not an `async fn`: that would keep a copy of the arguments beside the
 /// locals they move into, for the connection's whole life; the `async move`
 /// block uses its captures in place, so an idle connection's task is smaller.
+#[allow(clippy::manual_async_fn)]
 pub fn run(
     mut conn: Connection,
     mut tcp: TcpStream,
