@@ -111,7 +111,7 @@ struct Args {
     #[arg(long, default_value_t = 60.0)]
     connect_timeout: f64,
     /// Connection attempts in flight per subscriber thread.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, env = "BENCH_CONNECT_CONCURRENCY", default_value_t = 128)]
     connect_concurrency: usize,
     /// Seconds after the window for in-flight deliveries to arrive.
     #[arg(long, default_value_t = 2.0)]
