@@ -75,7 +75,14 @@ mod tests {
     fn backoff_grows_to_its_cap_with_jitter() {
         let first = backoff(0);
         assert!(first >= Duration::from_millis(37) && first <= Duration::from_millis(63));
-        for attempt in [5, 6, 20, u32::MAX] {
+        // 50 ms doubled: 1.6 s at attempt 5, still under the cap...
+        let fifth = backoff(5);
+        assert!(
+            fifth >= Duration::from_millis(1200) && fifth <= Duration::from_millis(2000),
+            "{fifth:?}"
+        );
+        // ...which holds from attempt 6 on.
+        for attempt in [6, 7, 20, u32::MAX] {
             let d = backoff(attempt);
             assert!(
                 d >= MAX_BACKOFF * 3 / 4 && d <= MAX_BACKOFF * 5 / 4,

@@ -70,6 +70,11 @@ pub fn run(
             Box::pin(conn.open(name, s.app, s.params, s.resume, &mut out)).await;
         }
         let mut draining = false;
+        // One registration with the shutdown token for the connection's
+        // life: a fresh `cancelled()` per loop would lock the token's waiter
+        // list (shared by every connection) twice per wake-up.
+        let shutdown = gw.shutdown.cancelled();
+        tokio::pin!(shutdown);
         let write_timeout = gw.config.limits.write_timeout;
         let outbox = conn.outbox.clone();
         // Anything from the client (a frame, a pong) proves it is alive.
@@ -82,9 +87,7 @@ pub fn run(
                 .any(|o| matches!(o, Out::Rejected { stream, .. } if Some(stream) == shortcut_name.as_ref()));
                 let bytes = encode::frames(out.drain(..), &mut segs);
                 gw.node.bytes_out.add(bytes as u64);
-                if let Err(reason) =
-                    Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await
-                {
+                if let Err(reason) = send(&mut tcp, &mut segs, write_timeout, &outbox).await {
                     end = reason;
                     break;
                 }
@@ -100,7 +103,7 @@ pub fn run(
                 break;
             }
             tokio::select! {
-                _ = gw.shutdown.cancelled(), if !draining => {
+                _ = &mut shutdown, if !draining => {
                     draining = true;
                     conn.close_all(CloseReason::Shutdown, &mut out);
                     close_with = Some((1012, "shutdown"));
@@ -168,7 +171,7 @@ pub fn run(
                         rbuf = BytesMut::new();
                     }
                     if !segs.is_empty() {
-                        if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
+                        if let Err(reason) = send(&mut tcp, &mut segs, write_timeout, &outbox).await {
                             end = reason;
                             break;
                         }
@@ -188,7 +191,7 @@ pub fn run(
                     let mut header = [0u8; codec::MAX_HEADER];
                     let n = codec::write_header(Opcode::Ping, 0, &mut header);
                     segs.push(Bytes::copy_from_slice(&header[..n]));
-                    if let Err(reason) = Box::pin(flush(&mut tcp, &mut segs, write_timeout, &outbox)).await {
+                    if let Err(reason) = send(&mut tcp, &mut segs, write_timeout, &outbox).await {
                         end = reason;
                         break;
                     }
@@ -201,6 +204,68 @@ pub fn run(
         }
         gw.node.connections.add(-1);
     }
+}
+
+/// Writes every segment: at once when the socket takes it all (the usual
+/// case; no future, no allocation), else in [`flush`], boxed so that an idle
+/// connection's task stays small.
+async fn send(
+    tcp: &mut TcpStream,
+    segs: &mut Vec<Bytes>,
+    timeout: Duration,
+    outbox: &Outbox,
+) -> Result<(), CloseReason> {
+    match write_now(tcp, segs) {
+        Ok(true) => Ok(()),
+        Ok(false) => Box::pin(flush(tcp, segs, timeout, outbox)).await,
+        Err(e) => {
+            segs.clear();
+            Err(ending_of(&e))
+        }
+    }
+}
+
+/// Most slices handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Writes what the socket takes without waiting; `true` when all of it went.
+/// What was written is removed from `segs`.
+fn write_now(tcp: &TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<bool> {
+    let mut done = 0;
+    let result = loop {
+        if done == segs.len() {
+            break Ok(true);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let n_slices = (segs.len() - done).min(MAX_IOV);
+        for (slot, seg) in slices.iter_mut().zip(&segs[done..done + n_slices]) {
+            *slot = IoSlice::new(seg);
+        }
+        match tcp.try_write_vectored(&slices[..n_slices]) {
+            Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                while n > 0 {
+                    let len = segs[done].len();
+                    if n >= len {
+                        n -= len;
+                        done += 1;
+                    } else {
+                        segs[done].advance(n);
+                        n = 0;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    if matches!(result, Ok(true)) {
+        segs.clear();
+    } else {
+        segs.drain(..done);
+    }
+    result
 }
 
 /// Writes every segment, unless the connection falls more than its queue
