@@ -84,6 +84,9 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
     let write_timeout = gw.config.limits.write_timeout;
     let outbox = conn.outbox.clone();
     let mut end = CloseReason::Client;
+    // One registration with the shared shutdown token, not one per wake-up.
+    let shutdown = gw.shutdown.cancelled();
+    tokio::pin!(shutdown);
     'conn: loop {
         for o in out.drain(..) {
             let (chunks, last) = encode(o);
@@ -99,7 +102,7 @@ async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
             }
         }
         tokio::select! {
-            _ = gw.shutdown.cancelled(), if !draining => {
+            _ = &mut shutdown, if !draining => {
                 draining = true;
                 conn.close_all(CloseReason::Shutdown, &mut out);
             }
