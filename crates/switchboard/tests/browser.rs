@@ -37,6 +37,9 @@ async fn live_comments_in_headless_chromium() -> anyhow::Result<()> {
             .arg(repo("sdk/js/test/e2e.mjs"))
             .env("SWITCHBOARD_BIN", BIN)
             .env("CHROMIUM", &chromium)
+            // The gateway has a Redis broker (default features): the phase
+            // where history outlives the node must run, never be skipped.
+            .env("E2E_REQUIRE_REDIS", "1")
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),

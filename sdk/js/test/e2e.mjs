@@ -13,7 +13,8 @@
 //      refetch it;
 //   3. the same on Redis (two gateways sharing a redis-server), where
 //      history outlives the node: the page resumes and gets the comment with
-//      no gap. Skipped, with a note, while the gateway has no Redis broker.
+//      no gap. Required by the cargo test (E2E_REQUIRE_REDIS=1); run by hand
+//      against a build without the `redis` feature it is skipped with a note.
 // Env: SWITCHBOARD_BIN (required), CHROMIUM (/usr/bin/chromium),
 //      REDIS_SERVER (redis-server), E2E_REQUIRE_REDIS=1 to fail instead of skip.
 
