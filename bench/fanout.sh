@@ -22,7 +22,7 @@ PAYLOAD="${PAYLOAD:-0}"
 
 build
 start_target
-out="${REPORT:-$RESULTS/fanout-$(server_tag)$TRANSPORT-${SUBS}x${RATE}-$(stamp).json}"
+out="${REPORT:-$RESULTS/fanout-$(server_tag)$TRANSPORT-${SUBS}x${RATE}-${RUN_TAG:-$(stamp)}.json}"
 echo "load average before: $(loadavg)" >&2
 "${BENCH_TASKSET[@]}" "$BENCH_BIN" "${TARGET_ARGS[@]}" \
     --transport "$TRANSPORT" --subscribers "$SUBS" --topics "$TOPICS" --rate "$RATE" \

@@ -16,7 +16,7 @@ TRANSPORT="${TRANSPORT:-ws}"
 
 build
 start_target
-run="$(stamp)"
+run="${RUN_TAG:-$(stamp)}"
 summary="${SUMMARY:-$RESULTS/fanout-ramp-$(server_tag)$TRANSPORT-$SUBS-$run.tsv}"
 printf 'rate\tdeliv/s\toffered/s\tsrv_us/deliv\tgen_us/deliv\tsrv_cpu%%\tp50_us\tp99_us\tmax_us\tlost\tclosed\tloadavg\tverdict\n' | tee "$summary"
 for rate in $RATES; do

@@ -19,7 +19,7 @@ HOLD="${HOLD:-10}"
 TRANSPORTS="${TRANSPORTS:-ws sse}"
 
 build
-run="$(stamp)"
+run="${RUN_TAG:-$(stamp)}"
 for transport in $TRANSPORTS; do
     start_target
     out="$RESULTS/idle-$(server_tag)$transport-$N-$run.json"
