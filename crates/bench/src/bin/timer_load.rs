@@ -305,26 +305,51 @@ fn app_metric(text: &str, name: &str, app: &str) -> Option<u64> {
     })
 }
 
-/// The body of a whole `Connection: close` HTTP/1.1 response (`Content-Length`
-/// or read to the end; chunked bodies are refused).
-fn response_body(raw: &[u8]) -> Result<&[u8], String> {
+/// The body of a whole `Connection: close` HTTP/1.1 response: by
+/// `Content-Length`, chunked, or to the end.
+fn response_body(raw: &[u8]) -> Result<Vec<u8>, String> {
     let (status, end) = response_head(raw).ok_or("incomplete response head")??;
     if status != 200 {
         return Err(format!("HTTP {status}"));
     }
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    if head.contains("transfer-encoding: chunked") {
-        return Err("chunked responses are not supported".into());
-    }
     let body = &raw[end..];
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    match len {
-        Some(n) if n <= body.len() => Ok(&body[..n]),
-        Some(n) => Err(format!("body cut short ({} of {n} bytes)", body.len())),
-        None => Ok(body),
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
+        return dechunk(body);
+    }
+    match header("content-length:").map(|v| v.parse::<usize>()) {
+        Some(Ok(n)) if n <= body.len() => Ok(body[..n].to_vec()),
+        Some(Ok(n)) => Err(format!("body cut short ({} of {n} bytes)", body.len())),
+        Some(Err(_)) => Err("bad content-length".into()),
+        None => Ok(body.to_vec()),
+    }
+}
+
+/// Decodes a whole chunked body (trailers ignored).
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let nl = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("chunked body cut short")?;
+        let line = std::str::from_utf8(&raw[..nl]).map_err(|_| "bad chunk size line")?;
+        let hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size {hex:?}"))?;
+        raw = &raw[nl + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size + 2 || &raw[size..size + 2] != b"\r\n" {
+            return Err("chunked body cut short".into());
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
     }
 }
 
@@ -349,9 +374,7 @@ async fn http_get(t: &Target, path: &str) -> Result<Vec<u8>> {
                 bail!("response over {MAX_RESPONSE} bytes");
             }
         }
-        response_body(&raw)
-            .map(<[u8]>::to_vec)
-            .map_err(|e| anyhow!("GET {path}: {e}"))
+        response_body(&raw).map_err(|e| anyhow!("GET {path}: {e}"))
     };
     tokio::time::timeout(Duration::from_secs(5), go)
         .await
@@ -578,8 +601,10 @@ async fn open_streams(args: &Args, c: &mut Conn, idx: usize, sh: &Shared) -> Res
             c.tcp.write_all(&out).await?;
             out.clear();
         }
-        // Here some open is unanswered: wait for more frames.
-        c.fill(need).await.map_err(|e| anyhow!(e))?;
+        // Send more opens first while the window has room; else wait for answers.
+        if pending >= args.open_window.max(1) || next >= total {
+            c.fill(need).await.map_err(|e| anyhow!(e))?;
+        }
     }
     Ok(())
 }
@@ -1162,9 +1187,17 @@ mod tests {
         );
         assert!(matches!(response_head(b"garbage\r\n\r\n"), Some(Err(_))));
         let ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(response_body(ok), Ok(&b"hello"[..]));
+        assert_eq!(response_body(ok), Ok(b"hello".to_vec()));
         let to_end = b"HTTP/1.1 200 OK\r\n\r\nall of it";
-        assert_eq!(response_body(to_end), Ok(&b"all of it"[..]));
+        assert_eq!(response_body(to_end), Ok(b"all of it".to_vec()));
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\n, w\r\n0\r\n\r\n";
+        assert_eq!(response_body(chunked), Ok(b"hello, w".to_vec()));
+        assert_eq!(dechunk(b"0\r\n"), Ok(Vec::new()));
+        assert!(dechunk(b"5\r\nhel").is_err());
+        assert!(dechunk(b"5\r\nhelloXY0\r\n").is_err());
+        assert!(dechunk(b"zz\r\n").is_err());
+        assert!(dechunk(b"3\r\nabc\r\n").is_err(), "no last chunk");
+        assert!(response_body(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         assert!(response_body(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").is_err());
         assert!(response_body(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
         assert!(
