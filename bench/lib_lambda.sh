@@ -2,6 +2,11 @@
 # stop target/release/mini_lambda, read the gateway's per-app counters, and
 # sample them over a run.
 
+if [[ "${SERVER:-switchboard}" != switchboard ]]; then
+    echo "the lambda and timer scenarios run against Switchboard only (SERVER=$SERVER)" >&2
+    exit 2
+fi
+
 LAMBDA_BIN="${LAMBDA_BIN:-$ROOT/target/release/mini_lambda}"
 TIMER_BIN="${TIMER_BIN:-$ROOT/target/release/timer_load}"
 

@@ -3,8 +3,9 @@
 # subscribers each (default 2, so 20,000 subscribers), RATE msg/s over all
 # topics (default 2,000, message n to topic n mod TOPICS: 0.2 msg/s per
 # topic, 4,000 deliveries/s), DURATION s (default 30), against a fresh
-# target/release/switchboard (direct app `pubsub`). Past 15,000 subscribers
-# the load generator runs worker processes.
+# target/release/switchboard (direct app `pubsub`), or SERVER=pushpin|nchan
+# (bench/README.md). Past 15,000 subscribers the load generator runs worker
+# processes.
 #
 # The gateway needs one descriptor per subscriber plus a few; with a lower
 # `ulimit -n` than SUBS + 100 the subscriber count is cut to fit (the last
@@ -14,6 +15,7 @@
 #   bench/many_topics.sh                               # 10,000 topics x 2
 #   TOPICS=1000 RATE=200 DURATION=10 bench/many_topics.sh   # a small run
 #   PIN=1 bench/many_topics.sh                         # server on CPU 0, load generator on CPU 1
+#   SERVER=nchan bench/many_topics.sh                  # the same against Nchan
 #
 # Extra arguments go to switchboard-bench. Writes the JSON report to bench/results/.
 source "$(dirname "$0")/lib.sh"
@@ -35,10 +37,10 @@ if [[ "$limit" != unlimited ]] && ((SUBS + FD_RESERVE > limit)); then
 fi
 
 build
-start_server
-out="$RESULTS/many-topics-${TOPICS}t-${SUBS}s-${RATE}-$(stamp).json"
+start_target
+out="${REPORT:-$RESULTS/many-topics-$(server_tag)${TOPICS}t-${SUBS}s-${RATE}-${RUN_TAG:-$(stamp)}.json}"
 echo "load average before: $(loadavg)" >&2
-"${BENCH_TASKSET[@]}" "$BENCH_BIN" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+"${BENCH_TASKSET[@]}" "$BENCH_BIN" "${TARGET_ARGS[@]}" \
     --transport ws --subscribers "$SUBS" --topics "$TOPICS" --rate "$RATE" \
     --duration "$DURATION" --warmup "$WARMUP" --payload "$PAYLOAD" \
     --label "many-topics" --json-out "$out" "$@"
