@@ -228,13 +228,9 @@ impl Config {
             let (name, url) = spec.split_once('=').with_context(|| {
                 format!("--app {spec:?}: expected NAME=LAMBDA_URL or NAME=direct")
             })?;
-            raw.apps.insert(
-                name.to_owned(),
-                RawApp {
-                    lambda: url.to_owned(),
-                    ..RawApp::default()
-                },
-            );
+            // The flag wins for the lambda URL only: the file's other
+            // settings for the same app (batching, timeouts...) still apply.
+            raw.apps.entry(name.to_owned()).or_default().lambda = url.to_owned();
         }
         if raw.apps.is_empty() {
             raw.apps.insert(
@@ -469,6 +465,21 @@ mod tests {
         let l = c.apps[0].lambda.as_ref().unwrap();
         assert_eq!(l.max_batch, 7);
         assert_eq!(l.on_failure, OnFailure::Close);
+    }
+
+    #[test]
+    fn an_app_flag_replaces_only_the_lambda_url_of_the_files_app() {
+        let raw: RawConfig =
+            toml::from_str("[apps.a]\nlambda = \"http://127.0.0.1:1/x\"\nmax_batch = 7\n").unwrap();
+        let mut a = args();
+        a.apps = vec!["a=http://127.0.0.1:2/y".into(), "b=direct".into()];
+        let c = Config::from_parts(raw, &a).unwrap();
+        let app_a = c.apps.iter().find(|x| x.name.as_str() == "a").unwrap();
+        let l = app_a.lambda.as_ref().unwrap();
+        assert_eq!(l.max_batch, 7);
+        assert!(l.url.to_string().contains(":2/y"), "{:?}", l.url);
+        let app_b = c.apps.iter().find(|x| x.name.as_str() == "b").unwrap();
+        assert!(app_b.lambda.is_none());
     }
 
     #[test]
