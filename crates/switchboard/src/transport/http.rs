@@ -121,7 +121,9 @@ async fn route(
         (&Method::GET, "/readyz") => api::readyz(&gw),
         (&Method::GET, "/metrics") => api::metrics(&gw),
         (&Method::GET, "/v1/admin/apps") => api::admin_apps(&gw, req.headers()),
-        (&Method::POST, "/v1/publish") => api::publish(&gw, req).await,
+        // The long handlers are boxed: hyper keeps one allocation the size
+        // of this future per connection for the connection's life.
+        (&Method::POST, "/v1/publish") => Box::pin(api::publish(&gw, req)).await,
         (&Method::GET, "/v1/ws") => websocket(gw, req, remote),
         (&Method::GET, p) if p.starts_with("/v1/sse/") => {
             let app = p.trim_start_matches("/v1/sse/").to_owned();
@@ -133,14 +135,14 @@ async fn route(
                 .map(str::to_owned);
             params.remove("resume");
             let headers = header_map(&gw, req.headers());
-            super::sse::open(
+            Box::pin(super::sse::open(
                 gw,
                 &app,
                 params,
                 last_event_id.or(resume),
                 headers,
                 remote.ip().to_string(),
-            )
+            ))
             .await
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/v1/admin/apps" | "/v1/publish" | "/v1/ws") => {

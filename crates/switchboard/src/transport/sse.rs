@@ -53,7 +53,7 @@ pub async fn open(
             return json_error(400, "rejected", message);
         }
         tokio::select! {
-            _ = conn.outbox.ready() => conn.on_inbox(&mut out).await,
+            _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
             _ = gw.shutdown.cancelled() => return json_error(503, "draining", "gateway is draining"),
         }
     }
@@ -74,60 +74,88 @@ fn rejected(code: u16, reason: &str) -> Response {
     super::http::json_response(code, &body)
 }
 
-async fn run(mut conn: Connection, tx: mpsc::Sender<Bytes>, mut out: Vec<Out>) {
-    let gw = conn.gateway().clone();
-    gw.node.connections.add(1);
-    let every = gw.config.limits.keepalive;
-    let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
-    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut draining = false;
-    let write_timeout = gw.config.limits.write_timeout;
-    let outbox = conn.outbox.clone();
-    let mut end = CloseReason::Client;
-    // One registration with the shared shutdown token, not one per wake-up.
-    let shutdown = gw.shutdown.cancelled();
-    tokio::pin!(shutdown);
-    'conn: loop {
-        for o in out.drain(..) {
-            let (chunks, last) = encode(o);
-            for c in chunks {
-                gw.node.bytes_out.add(c.len() as u64);
-                if let Err(reason) = send(&tx, c, write_timeout, &outbox).await {
-                    end = reason;
+/// Runs one SSE response until it ends. A plain fn returning an `async
+/// move` block (an `async fn` would keep its arguments twice for the
+/// response's life), with the rare or large futures boxed: an idle response's
+/// task stays small.
+#[allow(clippy::manual_async_fn)]
+fn run(
+    mut conn: Connection,
+    tx: mpsc::Sender<Bytes>,
+    mut out: Vec<Out>,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let gw = conn.gateway().clone();
+        gw.node.connections.add(1);
+        let every = gw.config.limits.keepalive;
+        let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut draining = false;
+        let write_timeout = gw.config.limits.write_timeout;
+        let outbox = conn.outbox.clone();
+        let mut end = CloseReason::Client;
+        // One registration with the shared shutdown token, not one per wake-up.
+        let shutdown = gw.shutdown.cancelled();
+        tokio::pin!(shutdown);
+        'conn: loop {
+            for o in out.drain(..) {
+                let (chunks, last) = encode(o);
+                for c in chunks {
+                    gw.node.bytes_out.add(c.len() as u64);
+                    if let Err(reason) = send(&tx, c, write_timeout, &outbox).await {
+                        end = reason;
+                        break 'conn;
+                    }
+                }
+                if last {
                     break 'conn;
                 }
             }
-            if last {
-                break 'conn;
-            }
-        }
-        tokio::select! {
-            _ = &mut shutdown, if !draining => {
-                draining = true;
-                conn.close_all(CloseReason::Shutdown, &mut out);
-            }
-            _ = conn.outbox.ready() => conn.on_inbox(&mut out).await,
-            _ = keepalive.tick() => {
-                let cursor = conn.cursors().into_iter().next().and_then(|(_, c)| c.as_str().map(str::to_owned)).unwrap_or_default();
-                if let Err(reason) = send(&tx, Bytes::from(format!(": ping {cursor}\n\n")), write_timeout, &outbox).await {
-                    end = reason;
-                    break;
+            tokio::select! {
+                _ = &mut shutdown, if !draining => {
+                    draining = true;
+                    conn.close_all(CloseReason::Shutdown, &mut out);
                 }
+                _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
+                _ = keepalive.tick() => {
+                    let cursor = conn.cursors().into_iter().next().and_then(|(_, c)| c.as_str().map(str::to_owned)).unwrap_or_default();
+                    if let Err(reason) = send(&tx, Bytes::from(format!(": ping {cursor}\n\n")), write_timeout, &outbox).await {
+                        end = reason;
+                        break;
+                    }
+                }
+                _ = tx.closed() => break,
             }
-            _ = tx.closed() => break,
         }
+        match end {
+            CloseReason::SlowConsumer => conn.close_slow_consumer(&mut Vec::new()),
+            other => conn.close_all(other, &mut Vec::new()),
+        }
+        gw.node.connections.add(-1);
     }
-    match end {
-        CloseReason::SlowConsumer => conn.close_slow_consumer(&mut Vec::new()),
-        other => conn.close_all(other, &mut Vec::new()),
-    }
-    gw.node.connections.add(-1);
 }
 
-/// Hands a chunk to the response body. A client that stops reading fills the
-/// socket, then this channel: past the write timeout it is a dead peer, and
-/// once it falls more than its queue behind (policy `close`) a slow consumer.
+/// Hands a chunk to the response body: at once when the channel has room
+/// (no future), else waiting in [`send_waiting`], boxed.
 async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    chunk: Bytes,
+    timeout: std::time::Duration,
+    outbox: &Outbox,
+) -> Result<(), CloseReason> {
+    match tx.try_send(chunk) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(CloseReason::Client),
+        Err(mpsc::error::TrySendError::Full(chunk)) => {
+            Box::pin(send_waiting(tx, chunk, timeout, outbox)).await
+        }
+    }
+}
+
+/// A client that stops reading fills the socket, then the body channel: past
+/// the write timeout it is a dead peer, and once it falls more than its
+/// queue behind (policy `close`) a slow consumer.
+async fn send_waiting(
     tx: &mpsc::Sender<Bytes>,
     chunk: Bytes,
     timeout: std::time::Duration,
