@@ -1,10 +1,54 @@
 //! What the shared brokers (NATS, Redis) have in common: the broker's epoch
-//! as [`super::Broker::epoch`] lends it, and the reconnection backoff.
+//! as [`super::Broker::epoch`] lends it, the reconnection backoff, the wait
+//! for the first connection and for a topic's confirmed interest.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use super::{Broker, BrokerError};
+
+/// Longest wait for the broker to confirm something (interest, a read).
+pub(crate) const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker cannot be reached (or did not answer in time).
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+/// Spawns the broker's connection `supervisor` and waits a moment
+/// ([`CONFIRM_TIMEOUT`]) for the first connection; the node runs (not
+/// ready) and keeps trying if the broker (`name`, at `redacted_url`) is not
+/// there yet.
+pub(crate) async fn start_supervised<B: Broker>(
+    broker: B,
+    supervisor: impl Future<Output = ()> + Send + 'static,
+    name: &str,
+    redacted_url: &str,
+) -> B {
+    tokio::spawn(supervisor);
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+    while !broker.is_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !broker.is_ready() {
+        tracing::warn!(url = %redacted_url, "{name} not reachable yet; not ready until it is");
+    }
+    broker
+}
+
+/// Waits (at most [`CONFIRM_TIMEOUT`]) until the broker confirmed the
+/// subscription whose `confirmed` flag is given, if another stream's watch
+/// of the topic is in flight: a position read before that could miss
+/// messages.
+pub(crate) async fn wait_confirmed(confirmed: Option<watch::Receiver<bool>>) {
+    if let Some(mut rx) = confirmed {
+        let _ = tokio::time::timeout(CONFIRM_TIMEOUT, rx.wait_for(|c| *c)).await;
+    }
+}
 
 /// The broker's epoch. It changes only when the broker lost its store; each
 /// value is leaked once (a few per process lifetime) so that `&str` can be

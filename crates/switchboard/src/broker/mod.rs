@@ -63,6 +63,16 @@ pub struct History {
     pub truncated: bool,
 }
 
+impl History {
+    /// No messages to replay; `truncated`: some may have been missed.
+    pub fn empty(truncated: bool) -> Self {
+        Self {
+            messages: Vec::new(),
+            truncated,
+        }
+    }
+}
+
 /// A published message as every subscriber on this node shares it. The
 /// encodings for direct delivery are made once, on first use, and shared.
 #[derive(Debug)]

@@ -20,13 +20,11 @@ use switchboard_protocol::Topic;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::epoch::EpochCell;
+use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
 use super::memory::HistoryLimits;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
 use crate::router::TopicRouter;
 
-/// Longest wait for the broker to confirm something (interest, a read).
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// JetStream keeps a topic's messages at least this long, so that resuming
 /// on a topic quiet for longer than the history window is still exact.
 const MIN_KEEP: Duration = Duration::from_secs(3600);
@@ -90,16 +88,9 @@ impl NatsBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        tokio::spawn(connection::supervise(shared.clone(), events_rx));
-        let broker = Self { shared };
-        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
-        while !broker.is_ready() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if !broker.is_ready() {
-            tracing::warn!(url = %connection::redact(url), "NATS not reachable yet; not ready until it is");
-        }
-        Ok(broker)
+        let supervisor = connection::supervise(shared.clone(), events_rx);
+        let redacted = connection::redact(url);
+        Ok(epoch::start_supervised(Self { shared }, supervisor, "NATS", &redacted).await)
     }
 }
 
@@ -110,10 +101,6 @@ impl Drop for NatsBroker {
             f.stop.cancel();
         }
     }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(e.to_string())
 }
 
 impl Shared {
@@ -161,10 +148,7 @@ impl Shared {
         if after >= last {
             // Past the newest: not a position of this topic in this store
             // (or its messages expired), so something may have been missed.
-            return Ok(History {
-                messages: Vec::new(),
-                truncated: after > last,
-            });
+            return Ok(History::empty(after > last));
         }
         // Retention drops a subject's oldest first: if `after` itself is
         // still there, so is everything after it.
@@ -338,9 +322,7 @@ impl Broker for NatsBroker {
                 .lock()
                 .get(&topic)
                 .map(|f| f.confirmed.subscribe());
-            if let Some(mut rx) = confirmed {
-                let _ = tokio::time::timeout(CONFIRM_TIMEOUT, rx.wait_for(|c| *c)).await;
-            }
+            epoch::wait_confirmed(confirmed).await;
             let seq = self.shared.last_seq(&topic).await?;
             Ok(Arc::from(seq.to_string()))
         })
@@ -354,10 +336,7 @@ impl Broker for NatsBroker {
         Box::pin(async move {
             let Ok(after) = after.parse::<u64>() else {
                 // Not a JetStream sequence: a cursor from another broker.
-                return Ok(History {
-                    messages: Vec::new(),
-                    truncated: true,
-                });
+                return Ok(History::empty(true));
             };
             self.shared.history_after(topic, after).await
         })

@@ -19,13 +19,11 @@ use switchboard_protocol::{cursor, Topic};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::epoch::EpochCell;
+use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
 use super::memory::HistoryLimits;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
 use crate::router::TopicRouter;
 
-/// Longest wait for the broker to confirm something (interest, a read).
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a topic's `last`/`cut` outlive its last message: resuming on a
 /// topic quiet for longer than the history window stays exact this long.
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -82,10 +80,6 @@ enum Command {
     Unsubscribe(Topic),
 }
 
-fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(e.to_string())
-}
-
 impl RedisBroker {
     /// Connects to `url` (`redis://[user:pass@]HOST:PORT[/DB]`) and waits a
     /// moment for the first session; the node runs (not ready) and keeps
@@ -112,16 +106,9 @@ impl RedisBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        tokio::spawn(connection::supervise(shared.clone(), commands_rx));
-        let broker = Self { shared };
-        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
-        while !broker.is_ready() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if !broker.is_ready() {
-            tracing::warn!(url = %connection::redact(url), "Redis not reachable yet; not ready until it is");
-        }
-        Ok(broker)
+        let supervisor = connection::supervise(shared.clone(), commands_rx);
+        let redacted = connection::redact(url);
+        Ok(epoch::start_supervised(Self { shared }, supervisor, "Redis", &redacted).await)
     }
 }
 
@@ -330,9 +317,7 @@ impl Broker for RedisBroker {
                 .topics
                 .get(&topic)
                 .map(|w| w.confirmed.subscribe());
-            if let Some(mut rx) = confirmed {
-                let _ = tokio::time::timeout(CONFIRM_TIMEOUT, rx.wait_for(|c| *c)).await;
-            }
+            epoch::wait_confirmed(confirmed).await;
             let last = self.shared.last_id(&mut conn, &topic).await?;
             Ok(Arc::from(last))
         })
@@ -345,10 +330,7 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'a, Result<History, BrokerError>> {
         Box::pin(async move {
             let Some(after) = cursor::id_order(after) else {
-                return Ok(History {
-                    messages: Vec::new(),
-                    truncated: true,
-                });
+                return Ok(History::empty(true));
             };
             let mut conn = self.shared.conn()?;
             tokio::time::timeout(
