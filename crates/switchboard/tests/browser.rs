@@ -6,26 +6,21 @@
 //! has a Redis broker. `scripts/test-sdk.sh` installs chromium, php-cli and
 //! the node modules.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use test_support::repo_path;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// The script bounds itself at 240 s and cleans up; this is the backstop.
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
 #[tokio::test]
 async fn live_comments_in_headless_chromium() -> anyhow::Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let modules = repo("sdk/js/test/node_modules/playwright-core");
+    let modules = repo_path("sdk/js/test/node_modules/playwright-core");
     anyhow::ensure!(
         Path::new(&chromium).exists() && modules.exists(),
         "the browser test needs {chromium} and {}: run scripts/test-sdk.sh",
@@ -34,7 +29,7 @@ async fn live_comments_in_headless_chromium() -> anyhow::Result<()> {
     let out = tokio::time::timeout(
         LIMIT,
         tokio::process::Command::new("node")
-            .arg(repo("sdk/js/test/e2e.mjs"))
+            .arg(repo_path("sdk/js/test/e2e.mjs"))
             .env("SWITCHBOARD_BIN", BIN)
             .env("CHROMIUM", &chromium)
             // The gateway has a Redis broker (default features): the phase
@@ -66,7 +61,7 @@ async fn js_client_unit_tests() -> anyhow::Result<()> {
         Duration::from_secs(120),
         tokio::process::Command::new("node")
             .arg("--test")
-            .arg(repo("sdk/js/test/client.test.mjs"))
+            .arg(repo_path("sdk/js/test/client.test.mjs"))
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),

@@ -127,7 +127,7 @@ async fn metrics_and_the_admin_api_account_for_each_capability_per_app() -> anyh
     wait_metric(&caps, "sink_records", |v| v >= 3.0).await?;
     wait_metric(&caps, "lambda_events", |v| v >= 7.0).await?;
     eventually(WAIT, "the close event's record in the sink", || {
-        let n = test_support::extra::read_json_lines(&caps.dir.path().join("cap.jsonl")).len();
+        let n = test_support::extra::read_json_lines(&caps.dir().join("cap.jsonl")).len();
         (n == 3).then_some(())
     })
     .await?;

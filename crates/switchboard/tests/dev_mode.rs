@@ -1,19 +1,15 @@
 //! `serve --dev` prints each event -> actions exchange with a real PHP lambda.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use test_support::{Gateway, PhpServer, WsClient};
+use test_support::{php_script, Gateway, PhpServer, WsClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 #[tokio::test]
 async fn dev_mode_prints_events_and_actions() -> anyhow::Result<()> {
-    let php = PhpServer::start(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/php/live_comments.php"),
-    )
-    .await?;
+    let php = PhpServer::start(&php_script("live_comments.php")).await?;
     let app = format!("live_comments={}", php.url());
     let gw = Gateway::start(BIN, &["--app", &app, "--dev"]).await?;
     let mut ws = WsClient::connect(&gw.ws_url("/v1/ws")).await?;

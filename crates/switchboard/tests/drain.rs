@@ -5,66 +5,49 @@
 //! records `buffer` actions left in a file sink, and exits 0 within
 //! `drain_timeout_ms`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use test_support::extra::{process_alive, read_json_lines, write_config, Metrics};
-use test_support::{eventually, Gateway, PhpServer, SseClient, TempDir, WsClient, WsFrame, WAIT};
+use test_support::extra::{
+    expect_sse_closed, gateway_with_config, process_alive, read_json_lines, Metrics,
+};
+use test_support::{Gateway, LoggingPhp, SseClient, WsClient, WsFrame, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const APP: &str = "delivery";
-
-fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
 
 /// The gateway with app `delivery` (tests/php/delivery.php: it logs events,
 /// and answers client messages and closes with `buffer` actions to sink `s`,
 /// a file sink that only a drain flushes).
 struct Setup {
     gateway: Gateway,
-    _php: PhpServer,
-    log: PathBuf,
+    lambda: LoggingPhp,
     sink: PathBuf,
-    _dir: TempDir,
 }
 
 impl Setup {
     /// `close_sleep_ms`: how long the lambda takes to answer a `close`.
     async fn start(drain_timeout_ms: u64, close_sleep_ms: u64) -> anyhow::Result<Self> {
-        let dir = TempDir::new("switchboard-drain")?;
-        let log = dir.path().join("lambda.log");
-        let sink = dir.path().join("sink.jsonl");
-        let php = PhpServer::start_with_env(
-            &php_script("delivery.php"),
-            &[
-                ("LAMBDA_LOG", log.to_str().expect("UTF-8 path")),
-                ("BUFFER_SINK", "s"),
-                ("CLOSE_SLEEP_MS", &close_sleep_ms.to_string()),
-            ],
-        )
-        .await?;
-        let config = write_config(
-            &dir,
-            &format!(
-                "drain_timeout_ms = {drain_timeout_ms}\n\n\
-                 [sinks.s]\nkind = \"file\"\npath = \"{}\"\n\
-                 batch_size = 100000\nflush_interval_ms = 600000\n\n\
-                 [apps.{APP}]\nlambda = \"{}\"\n",
-                sink.display(),
-                php.url()
-            ),
-        )?;
-        let gateway = Gateway::start(BIN, &["--config", config.to_str().expect("UTF-8")]).await?;
+        let env = [
+            ("BUFFER_SINK", "s"),
+            ("CLOSE_SLEEP_MS", &close_sleep_ms.to_string()),
+        ];
+        let lambda = LoggingPhp::start("switchboard-drain", "delivery.php", &env).await?;
+        let sink = lambda.dir().path().join("sink.jsonl");
+        let config = format!(
+            "drain_timeout_ms = {drain_timeout_ms}\n\n\
+             [sinks.s]\nkind = \"file\"\npath = \"{}\"\n\
+             batch_size = 100000\nflush_interval_ms = 600000\n\n\
+             [apps.{APP}]\nlambda = \"{}\"\n",
+            sink.display(),
+            lambda.url()
+        );
+        let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;
         Ok(Self {
             gateway,
-            _php: php,
-            log,
+            lambda,
             sink,
-            _dir: dir,
         })
     }
 
@@ -88,10 +71,7 @@ impl Setup {
     }
 
     fn lambda_events(&self, kind: &str) -> Vec<Value> {
-        read_json_lines(&self.log)
-            .into_iter()
-            .filter(|e| e["type"] == kind)
-            .collect()
+        self.lambda.events_of(kind)
     }
 
     /// The sink's records' `data`, in file order.
@@ -129,18 +109,6 @@ async fn expect_ws_drained(ws: &mut WsClient, streams: &[&str]) -> anyhow::Resul
     Ok(())
 }
 
-async fn expect_sse_drained(sse: &mut SseClient) -> anyhow::Result<()> {
-    let event = sse.next_event(WAIT).await?;
-    assert_eq!(event.event.as_deref(), Some("closed"), "{event:?}");
-    assert_eq!(event.json()?["code"], 1012, "{event:?}");
-    assert_eq!(
-        sse.next_event_or_end(WAIT).await?,
-        None,
-        "the response ends"
-    );
-    Ok(())
-}
-
 /// Sends a client message on `stream` (the lambda buffers it to the sink).
 async fn send(ws: &mut WsClient, stream: &str, k: u64) -> anyhow::Result<()> {
     ws.send_json(&json!({"type": "send", "stream": stream, "data": { "k": k }}))
@@ -173,7 +141,7 @@ async fn sigterm_drains_clients_lambda_and_sinks_then_exits_0() -> anyhow::Resul
     setup.gateway.signal("TERM")?;
     expect_ws_drained(&mut ws1, &["a", "b"]).await?;
     expect_ws_drained(&mut ws2, &["c"]).await?;
-    expect_sse_drained(&mut sse).await?;
+    expect_sse_closed(&mut sse, 1012).await?;
 
     // Still draining (the lambda is slow over the close events), and no
     // longer accepting connections.
@@ -236,7 +204,7 @@ async fn sigint_drains_the_same_way() -> anyhow::Result<()> {
 
     setup.gateway.signal("INT")?;
     expect_ws_drained(&mut ws, &["a"]).await?;
-    expect_sse_drained(&mut sse).await?;
+    expect_sse_closed(&mut sse, 1012).await?;
     let status = setup.gateway.wait_exit(Duration::from_secs(7)).await?;
     assert!(status.success(), "{status}");
 
@@ -278,9 +246,9 @@ async fn a_lambda_that_hangs_over_close_events_cannot_hold_the_exit_past_the_dra
         "exit {took:?} after the signal, drain timeout {DRAIN_TIMEOUT_MS} ms"
     );
     // The close events did reach the lambda (it was just slow to answer).
-    eventually(WAIT, "close events at the lambda", || {
-        (!setup.lambda_events("close").is_empty()).then_some(())
-    })
-    .await?;
+    setup
+        .lambda
+        .wait_for("close", "close events at the lambda")
+        .await?;
     Ok(())
 }

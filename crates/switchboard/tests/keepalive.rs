@@ -4,66 +4,48 @@
 //! stops reading (write timeout) is closed, and the (PHP) lambda gets `close`
 //! with reason `timeout`.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{
-    publish_many, raw_get, read_json_lines, write_config, Metrics, RawFrame, RawWs,
-};
-use test_support::{
-    cursor_position, eventually, Gateway, PhpServer, SseClient, TempDir, WsClient, WAIT,
-};
+use test_support::extra::{gateway_with_config, publish_many, raw_get, Metrics, RawFrame, RawWs};
+use test_support::{cursor_position, eventually, Gateway, LoggingPhp, SseClient, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const KEEPALIVE_MS: u64 = 300;
-
-fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
 
 /// A gateway with the direct app `pubsub` and the PHP app `delivery`
 /// (tests/php/delivery.php, logging its events), `limits` as given.
 struct Setup {
     gateway: Gateway,
-    _php: PhpServer,
-    log: PathBuf,
-    _dir: TempDir,
+    lambda: LoggingPhp,
 }
 
 impl Setup {
     async fn start(limits: &str) -> anyhow::Result<Self> {
-        let dir = TempDir::new("switchboard-keepalive")?;
-        let log = dir.path().join("lambda.log");
-        let php = PhpServer::start_with_env(
-            &php_script("delivery.php"),
-            &[("LAMBDA_LOG", log.to_str().expect("UTF-8 path"))],
-        )
-        .await?;
-        let config = write_config(
-            &dir,
-            &format!(
-                "[limits]\n{limits}\n\n[apps.pubsub]\nlambda = \"direct\"\n\n\
-                 [apps.delivery]\nlambda = \"{}\"\n",
-                php.url()
-            ),
-        )?;
-        let gateway = Gateway::start(BIN, &["--config", config.to_str().expect("UTF-8")]).await?;
-        Ok(Self {
-            gateway,
-            _php: php,
-            log,
-            _dir: dir,
-        })
+        let lambda = LoggingPhp::start("switchboard-keepalive", "delivery.php", &[]).await?;
+        let config = format!(
+            "[limits]\n{limits}\n\n[apps.pubsub]\nlambda = \"direct\"\n\n\
+             [apps.delivery]\nlambda = \"{}\"\n",
+            lambda.url()
+        );
+        let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;
+        Ok(Self { gateway, lambda })
     }
 
     fn lambda_events(&self, kind: &str) -> Vec<Value> {
-        read_json_lines(&self.log)
-            .into_iter()
-            .filter(|e| e["type"] == kind)
-            .collect()
+        self.lambda.events_of(kind)
+    }
+
+    /// With a peer on topic `big` that reads nothing: once its open reached
+    /// the lambda, more than the socket buffers hold is published on `big`,
+    /// and the peer is closed with reason `timeout`.
+    async fn expect_write_timeout(&self) -> anyhow::Result<()> {
+        self.lambda
+            .wait_for("open", "the open at the lambda")
+            .await?;
+        publish_many(&self.gateway.http_url(), "big", &big_messages()).await?;
+        assert_eq!(self.close_reason(WAIT).await?, "timeout");
+        Ok(())
     }
 
     /// Waits until the lambda has been given a `close`; returns its reason.
@@ -205,10 +187,10 @@ async fn a_ws_peer_that_never_answers_is_closed_with_timeout() -> anyhow::Result
     let gw = &setup.gateway;
     // The handshake, then silence: no read, no pong, nothing.
     let mut peer = RawWs::connect(gw.addr(), "/v1/ws?app=delivery&topic=quiet", None).await?;
-    eventually(WAIT, "the open at the lambda", || {
-        (!setup.lambda_events("open").is_empty()).then_some(())
-    })
-    .await?;
+    setup
+        .lambda
+        .wait_for("open", "the open at the lambda")
+        .await?;
     let started = std::time::Instant::now();
 
     let reason = setup.close_reason(WAIT).await?;
@@ -262,13 +244,7 @@ async fn a_ws_peer_that_stops_reading_is_closed_by_the_write_timeout() -> anyhow
         Some(4096),
     )
     .await?;
-    eventually(WAIT, "the open at the lambda", || {
-        (!setup.lambda_events("open").is_empty()).then_some(())
-    })
-    .await?;
-    publish_many(&gw.http_url(), "big", &big_messages()).await?;
-    assert_eq!(setup.close_reason(WAIT).await?, "timeout");
-    Ok(())
+    setup.expect_write_timeout().await
 }
 
 #[tokio::test]
@@ -278,11 +254,5 @@ async fn an_sse_peer_that_stops_reading_is_closed_by_the_write_timeout() -> anyh
     // Connected, then never read.
     let path = "/v1/sse/delivery?topic=big&deliver=direct";
     let _sse = raw_get(gw.addr(), path, &[("Accept", "text/event-stream")], 4096).await?;
-    eventually(WAIT, "the open at the lambda", || {
-        (!setup.lambda_events("open").is_empty()).then_some(())
-    })
-    .await?;
-    publish_many(&gw.http_url(), "big", &big_messages()).await?;
-    assert_eq!(setup.close_reason(WAIT).await?, "timeout");
-    Ok(())
+    setup.expect_write_timeout().await
 }

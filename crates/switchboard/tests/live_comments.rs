@@ -2,24 +2,16 @@
 //! gateway, a real PHP lambda (`php -S tests/php/live_comments.php`), viewers
 //! over WebSocket and SSE, and publishers through `POST /v1/publish`.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::{json, Value};
 use std::time::Duration;
 
 use test_support::{
-    cursor_position, eventually, publish, within, Gateway, PhpServer, SseClient, TempDir, WsClient,
-    WAIT,
+    cursor_position, eventually, php_script, publish, within, Gateway, LoggingPhp, PhpServer,
+    SseClient, WsClient, WAIT,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const APP: &str = "live_comments";
-
-fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
 
 fn comment_topic(video: &str) -> String {
     format!("live_video_comment/{video}")
@@ -33,28 +25,16 @@ fn reaction_topic(video: &str) -> String {
 /// every event it is given to a file in a temp dir.
 struct LiveComments {
     gateway: Gateway,
-    _php: PhpServer,
-    log: PathBuf,
-    _dir: TempDir,
+    lambda: LoggingPhp,
 }
 
 impl LiveComments {
     async fn start() -> anyhow::Result<Self> {
-        let dir = TempDir::new("switchboard-live-comments")?;
-        let log = dir.path().join("lambda.log");
-        let php = PhpServer::start_with_env(
-            &php_script("live_comments.php"),
-            &[("LAMBDA_LOG", log.to_str().expect("UTF-8 temp path"))],
-        )
-        .await?;
-        let app = format!("{APP}={}", php.url());
+        let lambda =
+            LoggingPhp::start("switchboard-live-comments", "live_comments.php", &[]).await?;
+        let app = format!("{APP}={}", lambda.url());
         let gateway = Gateway::start(BIN, &["--app", &app]).await?;
-        Ok(Self {
-            gateway,
-            _php: php,
-            log,
-            _dir: dir,
-        })
+        Ok(Self { gateway, lambda })
     }
 
     async fn ws(&self) -> anyhow::Result<WsClient> {
@@ -86,7 +66,7 @@ impl LiveComments {
 
     /// The events the lambda has been given so far, one JSON object each.
     fn lambda_log(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
+        std::fs::read_to_string(self.lambda.log_path())
             .unwrap_or_default()
             .lines()
             .map(|line| serde_json::from_str(line).expect("lambda log line is JSON"))

@@ -5,28 +5,21 @@
 //! with an unusable cursor the client gets `gap` first; replayed messages of
 //! a `lambda` topic go through the (PHP) lambda like live ones.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use test_support::extra::{publish_many, read_json_lines};
+use test_support::extra::publish_many;
 use test_support::{
-    cursor_position, eventually, parse_cursor, publish, Gateway, PhpServer, SseClient, SseEvent,
-    TempDir, WsClient, WAIT,
+    cursor_position, eventually, parse_cursor, publish, Gateway, LoggingPhp, SseClient, SseEvent,
+    WsClient, WAIT,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Messages a topic keeps by default (PROTOCOL.md).
 const HISTORY: u64 = 1_000;
-
-fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
 
 async fn pubsub() -> anyhow::Result<Gateway> {
     Gateway::start(BIN, &[]).await
@@ -544,33 +537,22 @@ async fn a_multi_topic_cursor_resumes_each_topic_and_an_absent_topic_starts_live
 /// A gateway whose app `delivery` is `tests/php/delivery.php`, logging events.
 struct PhpLambda {
     gateway: Gateway,
-    _php: PhpServer,
-    log: PathBuf,
-    _dir: TempDir,
+    lambda: LoggingPhp,
 }
 
 impl PhpLambda {
     async fn start() -> anyhow::Result<Self> {
-        let dir = TempDir::new("switchboard-resume")?;
-        let log = dir.path().join("lambda.log");
-        let php = PhpServer::start_with_env(
-            &php_script("delivery.php"),
-            &[("LAMBDA_LOG", log.to_str().expect("UTF-8 path"))],
-        )
-        .await?;
-        let gateway = Gateway::start(BIN, &["--app", &format!("delivery={}", php.url())]).await?;
-        Ok(Self {
-            gateway,
-            _php: php,
-            log,
-            _dir: dir,
-        })
+        let lambda = LoggingPhp::start("switchboard-resume", "delivery.php", &[]).await?;
+        let app = format!("delivery={}", lambda.url());
+        let gateway = Gateway::start(BIN, &["--app", &app]).await?;
+        Ok(Self { gateway, lambda })
     }
 
     /// `message` events the lambda got for message `id` of `topic`.
     fn message_events(&self, topic: &str, id: u64) -> Vec<Value> {
         let id = id.to_string();
-        read_json_lines(&self.log)
+        self.lambda
+            .events()
             .into_iter()
             .filter(|e| {
                 e["type"] == "message" && e["topic"] == topic && e["id"].as_str() == Some(&id)
@@ -612,7 +594,8 @@ async fn replayed_messages_of_a_lambda_topic_go_through_the_lambda() -> anyhow::
     drop(ws);
     // The first stream is gone (its close reached the lambda) before 4 and 5.
     eventually(WAIT, "the first stream's close at the lambda", || {
-        read_json_lines(&php.log)
+        php.lambda
+            .events()
             .iter()
             .any(|e| e["type"] == "close")
             .then_some(())
@@ -642,7 +625,7 @@ async fn replayed_messages_of_a_lambda_topic_go_through_the_lambda() -> anyhow::
             php.message_events("lam", id).len(),
             times,
             "message {id}: {:?}",
-            read_json_lines(&php.log)
+            php.lambda.events()
         );
     }
 

@@ -3,22 +3,16 @@
 //! served by `php -S` (exit 0) and against broken lambdas (exit 1), and the
 //! example end to end through the real gateway over WebSocket.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use test_support::repo_path;
 use test_support::{Gateway, PhpServer, TempDir, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// A lambda may be retried before an open is answered: allow for it.
 const LAMBDA_WAIT: Duration = Duration::from_secs(30);
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
 
 struct Output {
     code: Option<i32>,
@@ -66,7 +60,7 @@ async fn lambda_check(url: &str) -> anyhow::Result<Output> {
 async fn example_lambda() -> anyhow::Result<(PhpServer, TempDir)> {
     let data = TempDir::new("switchboard-sdk-php")?;
     let php = PhpServer::start_with_env(
-        &repo("examples/live-comments/lambda/index.php"),
+        &repo_path("examples/live-comments/lambda/index.php"),
         &[(
             "LIVE_COMMENTS_DATA",
             data.path().to_str().expect("UTF-8 temp path"),
@@ -78,7 +72,7 @@ async fn example_lambda() -> anyhow::Result<(PhpServer, TempDir)> {
 
 #[tokio::test]
 async fn php_sdk_test_suite_passes_under_real_php() -> anyhow::Result<()> {
-    let script = repo("sdk/php/tests/run.php");
+    let script = repo_path("sdk/php/tests/run.php");
     let out = run(
         "php",
         &[script.to_str().expect("UTF-8 path")],
@@ -105,7 +99,7 @@ async fn lambda_check_accepts_the_example_lambda() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn lambda_check_fails_on_broken_lambdas() -> anyhow::Result<()> {
-    let php = PhpServer::start(&repo("sdk/php/tests/fixtures/broken.php")).await?;
+    let php = PhpServer::start(&repo_path("sdk/php/tests/fixtures/broken.php")).await?;
     for (mode, diagnostic) in [
         ("count", "results"),
         ("action", "close code 1000"),

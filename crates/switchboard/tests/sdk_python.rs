@@ -2,12 +2,13 @@
 //! lambda check` against its example lambda, and the example through the real
 //! gateway over WebSocket.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use test_support::repo_path;
 use test_support::{Gateway, WsClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -16,12 +17,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// A lambda may be retried before an open is answered: allow for it.
 const LAMBDA_WAIT: Duration = Duration::from_secs(30);
 const PREFIX: &str = "switchboard lambda listening on ";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
 
 fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
@@ -41,7 +36,7 @@ impl PyLambda {
     async fn start() -> anyhow::Result<Self> {
         let mut child = Command::new(python())
             .arg("-u")
-            .arg(repo("sdk/python/examples/chat_room.py"))
+            .arg(repo_path("sdk/python/examples/chat_room.py"))
             .args(["--port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -69,7 +64,7 @@ async fn python_helper_unittests_pass() -> anyhow::Result<()> {
         Duration::from_secs(120),
         Command::new(python())
             .args(["-m", "unittest", "discover", "-v", "-s"])
-            .arg(repo("sdk/python/tests"))
+            .arg(repo_path("sdk/python/tests"))
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),

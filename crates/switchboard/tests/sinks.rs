@@ -11,9 +11,10 @@ mod caps;
 use std::path::Path;
 use std::time::Duration;
 
-use caps::{command, next_event, php_script, wait_metric, Caps, PhpOnPort};
+use caps::{command, next_event, wait_metric, Caps};
 use serde_json::{json, Value};
 use test_support::extra::read_json_lines;
+use test_support::php_script;
 use test_support::{eventually, free_port, PhpServer, WsClient, WAIT};
 
 /// Asks the lambda to buffer `records` to `sink` in one answer.
@@ -84,8 +85,8 @@ async fn a_file_sink_writes_json_lines_and_rotates() -> anyhow::Result<()> {
         &[],
     )
     .await?;
-    let audit = caps.dir.path().join("audit.jsonl");
-    let small = caps.dir.path().join("small.jsonl");
+    let audit = caps.dir().join("audit.jsonl");
+    let small = caps.dir().join("small.jsonl");
     let mut ws = caps.open("s", json!({"tag": "f"})).await?;
     let stream_id = eventually(WAIT, "the open event", || {
         caps.events("open", "f").into_iter().next()
@@ -174,16 +175,22 @@ fn http_sink(name: &str, port: u16, batch: usize, interval_ms: u64, max_buffer: 
     )
 }
 
+/// `tests/php/sink_receiver.php` on `port`, logging what it receives to `got`.
+async fn receiver(port: u16, got: &Path) -> anyhow::Result<PhpServer> {
+    PhpServer::start_on_port(
+        port,
+        &php_script("sink_receiver.php"),
+        &[("RECEIVER_LOG", got.to_str().expect("UTF-8 path"))],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_http_sink_posts_batches_on_size_and_on_interval() -> anyhow::Result<()> {
     let dir = test_support::TempDir::new("switchboard-sink-receiver")?;
     let got = dir.path().join("received.jsonl");
-    let receiver = PhpServer::start_with_env(
-        &php_script("sink_receiver.php"),
-        &[("RECEIVER_LOG", got.to_str().expect("UTF-8 path"))],
-    )
-    .await?;
-    let port = receiver.port();
+    let port = free_port();
+    let _receiver = receiver(port, &got).await?;
     let caps = Caps::start_with(|_| http_sink("events", port, 5, 300, 1000), &[]).await?;
     let mut ws = caps.open("s", json!({"tag": "h"})).await?;
 
@@ -220,7 +227,7 @@ async fn an_http_sink_posts_batches_on_size_and_on_interval() -> anyhow::Result<
 async fn an_http_sink_that_is_down_delivers_what_it_kept_once_up() -> anyhow::Result<()> {
     let port = free_port();
     let caps = Caps::start_with(|_| http_sink("late", port, 5, 100, 10), &[]).await?;
-    let got = caps.dir.path().join("received.jsonl");
+    let got = caps.dir().join("received.jsonl");
     let mut ws = caps.open("s", json!({"tag": "d"})).await?;
 
     // Within max_buffer: kept while the receiver is down.
@@ -229,12 +236,7 @@ async fn an_http_sink_that_is_down_delivers_what_it_kept_once_up() -> anyhow::Re
     wait_sink_metric(&caps, "flush_failures", "late", |v| v >= 2.0).await?;
     assert_eq!(sink_metric(&caps, "records_written", "late").await?, 0.0);
 
-    let _receiver = PhpOnPort::start(
-        port,
-        &php_script("sink_receiver.php"),
-        &[("RECEIVER_LOG", got.to_str().expect("UTF-8 path"))],
-    )
-    .await?;
+    let _receiver = receiver(port, &got).await?;
     wait_sink_metric(&caps, "records_written", "late", |v| v >= 8.0).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -259,7 +261,7 @@ async fn an_http_sink_past_max_buffer_drops_the_oldest_and_counts_them() -> anyh
         &[],
     )
     .await?;
-    let got = caps.dir.path().join("received.jsonl");
+    let got = caps.dir().join("received.jsonl");
     let mut ws = caps.open("s", json!({"tag": "o"})).await?;
 
     // 25 records while down, in five answers: 10 kept, 15 dropped.
@@ -272,12 +274,7 @@ async fn an_http_sink_past_max_buffer_drops_the_oldest_and_counts_them() -> anyh
     assert_eq!(dropped, 15.0);
     assert_eq!(caps.metric("sink_records").await?, 25.0);
 
-    let _receiver = PhpOnPort::start(
-        port,
-        &php_script("sink_receiver.php"),
-        &[("RECEIVER_LOG", got.to_str().expect("UTF-8 path"))],
-    )
-    .await?;
+    let _receiver = receiver(port, &got).await?;
     wait_sink_metric(&caps, "records_written", "late", |v| v >= 10.0).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -343,7 +340,7 @@ async fn a_close_events_buffer_and_publish_actions_apply() -> anyhow::Result<()>
         frame["data"],
         json!({"closed": "leaver", "reason": "client"})
     );
-    let path = caps.dir.path().join("bye.jsonl");
+    let path = caps.dir().join("bye.jsonl");
     let records = eventually(WAIT, "the close record in the sink", || {
         let r = read_json_lines(&path);
         (!r.is_empty()).then_some(r)

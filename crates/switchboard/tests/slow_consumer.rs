@@ -5,16 +5,13 @@
 //! `drop_oldest` it sees a `gap` once it reads; the gateway's memory stays
 //! bounded meanwhile.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{
-    publish_many, read_json_lines, rss_kib, write_config, Metrics, RawFrame, RawWs,
-};
-use test_support::{eventually, Gateway, PhpServer, TempDir, WsClient, WAIT};
+use test_support::extra::{gateway_with_config, publish_many, rss_kib, Metrics, RawFrame, RawWs};
+use test_support::{eventually, Gateway, LoggingPhp, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Topic messages queued per connection before the policy applies.
@@ -24,48 +21,26 @@ const RSS_CEILING_KIB: u64 = 512 * 1024;
 /// How much RSS may grow between two checkpoints of the same load.
 const RSS_GROWTH_KIB: u64 = 64 * 1024;
 
-fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
-
 /// The direct app `pubsub` for the readers, and the PHP app `delivery`
 /// (which logs its events) for the slow client, so that its `close` shows.
 struct Setup {
     gateway: Gateway,
-    _php: PhpServer,
-    log: PathBuf,
-    _dir: TempDir,
+    lambda: LoggingPhp,
 }
 
 impl Setup {
     async fn start(policy: &str) -> anyhow::Result<Self> {
-        let dir = TempDir::new("switchboard-slow")?;
-        let log = dir.path().join("lambda.log");
-        let php = PhpServer::start_with_env(
-            &php_script("delivery.php"),
-            &[("LAMBDA_LOG", log.to_str().expect("UTF-8 path"))],
-        )
-        .await?;
+        let lambda = LoggingPhp::start("switchboard-slow", "delivery.php", &[]).await?;
         // The write timeout and keepalive are far away: only the
         // slow-consumer policy may act within the test's time.
-        let config = write_config(
-            &dir,
-            &format!(
-                "[limits]\noutbound_queue = {QUEUE}\nslow_consumer = \"{policy}\"\n\
-                 write_timeout_ms = 60000\nkeepalive_ms = 60000\n\n\
-                 [apps.pubsub]\nlambda = \"direct\"\n\n[apps.delivery]\nlambda = \"{}\"\n",
-                php.url()
-            ),
-        )?;
-        let gateway = Gateway::start(BIN, &["--config", config.to_str().expect("UTF-8")]).await?;
-        Ok(Self {
-            gateway,
-            _php: php,
-            log,
-            _dir: dir,
-        })
+        let config = format!(
+            "[limits]\noutbound_queue = {QUEUE}\nslow_consumer = \"{policy}\"\n\
+             write_timeout_ms = 60000\nkeepalive_ms = 60000\n\n\
+             [apps.pubsub]\nlambda = \"direct\"\n\n[apps.delivery]\nlambda = \"{}\"\n",
+            lambda.url()
+        );
+        let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;
+        Ok(Self { gateway, lambda })
     }
 
     fn pid(&self) -> u32 {
@@ -77,10 +52,7 @@ impl Setup {
     }
 
     fn lambda_events(&self, kind: &str) -> Vec<Value> {
-        read_json_lines(&self.log)
-            .into_iter()
-            .filter(|e| e["type"] == kind)
-            .collect()
+        self.lambda.events_of(kind)
     }
 
     /// A client that reads nothing, on `main` and `filler`, with a tiny
@@ -92,10 +64,9 @@ impl Setup {
             Some(4096),
         )
         .await?;
-        eventually(WAIT, "the slow client's open at the lambda", || {
-            (!self.lambda_events("open").is_empty()).then_some(())
-        })
-        .await?;
+        self.lambda
+            .wait_for("open", "the slow client's open at the lambda")
+            .await?;
         // 12 MB: more than the socket buffers hold (the sender's may grow to 4 MiB).
         let filler: Vec<Value> = (0..200)
             .map(|i| json!({"i": i, "pad": "x".repeat(60_000)}))

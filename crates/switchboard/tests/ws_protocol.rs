@@ -2,12 +2,12 @@
 //! direct apps (no lambda): WebSocket frames and limits, SSE, the publish API,
 //! resume, and how a missing or broken lambda shows to clients.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use test_support::{
-    cursor_position, free_port, publish, publish_raw, Gateway, PhpServer, SseClient, WsClient, WAIT,
+    cursor_position, free_port, php_script, publish, publish_raw, Gateway, PhpServer, SseClient,
+    WsClient, WAIT,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -525,12 +525,6 @@ async fn a_repeated_dedup_key_is_not_published_again() -> anyhow::Result<()> {
 
 // ---- Lambda failures, as clients see them -----------------------------------
 
-fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
-
 /// A gateway with app `app` served by `broken.php` in `mode`.
 async fn broken_lambda(mode: &str) -> anyhow::Result<(Gateway, PhpServer)> {
     let php =
@@ -630,14 +624,7 @@ async fn sigterm_closes_clients_with_1012_and_exits_0() -> anyhow::Result<()> {
     gateway.signal("TERM")?;
 
     assert_eq!(ws.recv_close(WAIT).await?, Some(1012));
-    let event = sse.next_event(WAIT).await?;
-    assert_eq!(event.event.as_deref(), Some("closed"), "{event:?}");
-    assert_eq!(event.json()?["code"], 1012, "{event:?}");
-    assert_eq!(
-        sse.next_event_or_end(WAIT).await?,
-        None,
-        "the response ends"
-    );
+    test_support::extra::expect_sse_closed(&mut sse, 1012).await?;
     let status = gateway.wait_exit(Duration::from_secs(30)).await?;
     assert!(status.success(), "{status}");
     Ok(())

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::{get, publish, within, TempDir, WAIT};
+use crate::{get, publish, within, Gateway, SseClient, TempDir, WAIT};
 
 // ---- Config, metrics, processes ---------------------------------------------
 
@@ -22,6 +22,34 @@ pub fn write_config(dir: &TempDir, toml: &str) -> anyhow::Result<PathBuf> {
     let path = dir.path().join("switchboard.toml");
     std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The gateway `bin` with [`write_config`] `toml` in `dir` as `--config`,
+/// and `args` after it.
+pub async fn gateway_with_config(
+    bin: &str,
+    dir: &TempDir,
+    toml: &str,
+    args: &[&str],
+) -> anyhow::Result<Gateway> {
+    let config = write_config(dir, toml)?;
+    let mut all = vec!["--config", config.to_str().context("UTF-8 temp path")?];
+    all.extend_from_slice(args);
+    Gateway::start(bin, &all).await
+}
+
+/// Asserts the gateway's end of an SSE response: `event: closed` with
+/// `code`, then the end of the response.
+pub async fn expect_sse_closed(sse: &mut SseClient, code: u16) -> anyhow::Result<()> {
+    let event = sse.next_event(WAIT).await?;
+    assert_eq!(event.event.as_deref(), Some("closed"), "{event:?}");
+    assert_eq!(event.json()?["code"], code, "{event:?}");
+    assert_eq!(
+        sse.next_event_or_end(WAIT).await?,
+        None,
+        "the response ends"
+    );
+    Ok(())
 }
 
 /// `GET /metrics`, parsed: sample name (with its labels, as printed) to value.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use gateway::Gateway;
 pub use http::{get, http_request, publish, publish_raw, HttpResponse};
-pub use php::PhpServer;
+pub use php::{php_script, repo_path, LoggingPhp, PhpServer};
 pub use sse::{SseClient, SseEvent};
 pub use ws::{WsClient, WsFrame};
 

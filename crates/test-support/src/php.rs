@@ -1,14 +1,29 @@
-//! `php -S` with a router script on a free loopback port: a real PHP lambda.
+//! `php -S` with a router script on a free loopback port: a real PHP lambda;
+//! the scripts of the gateway's tests, and one that logs its events.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use serde_json::Value;
 use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
-use crate::{forward_lines, free_port};
+use crate::extra::read_json_lines;
+use crate::{eventually, forward_lines, free_port, TempDir, WAIT};
+
+/// `path` from the workspace root (the repository).
+pub fn repo_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// The gateway's test lambda `name`: `crates/switchboard/tests/php/<name>`.
+pub fn php_script(name: &str) -> PathBuf {
+    repo_path("crates/switchboard/tests/php").join(name)
+}
 
 /// How long `php -S` may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,12 +45,21 @@ impl PhpServer {
         router_script: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_on_port(free_port(), router_script, env).await
+    }
+
+    /// Like [`PhpServer::start_with_env`] on a `port` the test chose (a
+    /// server that comes up after the gateway already points at it).
+    pub async fn start_on_port(
+        port: u16,
+        router_script: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             router_script.is_file(),
             "PHP router script {} does not exist",
             router_script.display()
         );
-        let port = free_port();
         let docroot = router_script.parent().unwrap_or(Path::new("."));
         let mut cmd = Command::new("php");
         cmd.args(["-d", "display_errors=stderr", "-d", "error_reporting=-1"])
@@ -96,5 +120,62 @@ impl PhpServer {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// A test lambda ([`php_script`] `script`) that logs every event it is given
+/// as JSON lines to `lambda.log` (its `LAMBDA_LOG`) in a temp dir of its own.
+pub struct LoggingPhp {
+    php: PhpServer,
+    log: PathBuf,
+    dir: TempDir,
+}
+
+impl LoggingPhp {
+    /// The temp dir is named after `prefix`; the script also sees `env`.
+    pub async fn start(prefix: &str, script: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = TempDir::new(prefix)?;
+        let log = dir.path().join("lambda.log");
+        let mut all = vec![("LAMBDA_LOG", log.to_str().context("UTF-8 temp path")?)];
+        all.extend_from_slice(env);
+        let php = PhpServer::start_with_env(&php_script(script), &all).await?;
+        Ok(Self { php, log, dir })
+    }
+
+    /// The lambda URL to give the gateway.
+    pub fn url(&self) -> String {
+        self.php.url()
+    }
+
+    /// The temp dir (also for the test's other files: config, sinks).
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
+    /// The log file, one JSON object per line.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Every event the lambda was given so far, in order.
+    pub fn events(&self) -> Vec<Value> {
+        read_json_lines(&self.log)
+    }
+
+    /// The events of type `kind` so far, in order.
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+
+    /// Waits (at most [`WAIT`]) until the lambda has been given an event of
+    /// type `kind`; `what` names the wait in the error.
+    pub async fn wait_for(&self, kind: &str, what: &str) -> anyhow::Result<()> {
+        eventually(WAIT, what, || {
+            (!self.events_of(kind).is_empty()).then_some(())
+        })
+        .await
     }
 }

@@ -1,36 +1,25 @@
 //! Shared by the capability tests (capabilities.rs, timers.rs, sinks.rs,
 //! capacity.rs): the real gateway with app `caps` served by
 //! tests/php/capabilities.php, which does what each open's params say and
-//! logs every event it is given, plus `php -S` on a chosen port (an HTTP
-//! sink's receiver that comes up late).
+//! logs every event it is given.
 
 #![allow(dead_code)] // each test file uses a part of this module
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use test_support::extra::{read_json_lines, write_config, Metrics};
-use test_support::{publish, within, Gateway, PhpServer, TempDir, WsClient, WAIT};
-use tokio::process::{Child, Command};
+use test_support::extra::{gateway_with_config, Metrics};
+use test_support::{publish, within, Gateway, LoggingPhp, WsClient, WAIT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 pub const APP: &str = "caps";
 
-pub fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
-
 /// A gateway whose app `caps` is tests/php/capabilities.php.
 pub struct Caps {
     pub gateway: Gateway,
-    _php: PhpServer,
-    pub log: PathBuf,
-    pub dir: TempDir,
+    lambda: LoggingPhp,
 }
 
 impl Caps {
@@ -45,29 +34,18 @@ impl Caps {
         config: impl FnOnce(&Path) -> String,
         args: &[&str],
     ) -> anyhow::Result<Self> {
-        let dir = TempDir::new("switchboard-caps")?;
-        let log = dir.path().join("lambda.log");
-        let php = PhpServer::start_with_env(
-            &php_script("capabilities.php"),
-            &[("LAMBDA_LOG", log.to_str().context("UTF-8 temp path")?)],
-        )
-        .await?;
-        let config = write_config(&dir, &config(dir.path()))?;
-        let app = format!("{APP}={}", php.url());
-        let mut all = vec![
-            "--config",
-            config.to_str().context("UTF-8 temp path")?,
-            "--app",
-            &app,
-        ];
+        let lambda = LoggingPhp::start("switchboard-caps", "capabilities.php", &[]).await?;
+        let dir = lambda.dir();
+        let app = format!("{APP}={}", lambda.url());
+        let mut all = vec!["--app", app.as_str()];
         all.extend_from_slice(args);
-        let gateway = Gateway::start(BIN, &all).await?;
-        Ok(Self {
-            gateway,
-            _php: php,
-            log,
-            dir,
-        })
+        let gateway = gateway_with_config(BIN, dir, &config(dir.path()), &all).await?;
+        Ok(Self { gateway, lambda })
+    }
+
+    /// The temp dir of this gateway (for files its config names).
+    pub fn dir(&self) -> &Path {
+        self.lambda.dir().path()
     }
 
     pub fn url(&self) -> String {
@@ -84,7 +62,7 @@ impl Caps {
 
     /// Every event the lambda was given so far.
     pub fn log(&self) -> Vec<Value> {
-        read_json_lines(&self.log)
+        self.lambda.events()
     }
 
     /// The lambda's events of `kind` for streams opened with `tag`.
@@ -181,46 +159,6 @@ pub async fn wait_metric(
     pred: impl Fn(f64) -> bool,
 ) -> anyhow::Result<f64> {
     test_support::extra::wait_app_metric(&caps.url(), name, APP, WAIT, pred).await
-}
-
-/// `php -S 127.0.0.1:PORT script` on a port the test chose (a receiver that
-/// comes up after the gateway already points at it); killed when dropped.
-pub struct PhpOnPort {
-    _child: Child,
-}
-
-impl PhpOnPort {
-    pub async fn start(port: u16, script: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut child = Command::new("php")
-            .args(["-d", "display_errors=stderr"])
-            .arg("-S")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(script)
-            .envs(env.iter().copied())
-            .env_remove("PHP_CLI_SERVER_WORKERS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning php -S (is php-cli installed?)")?;
-        within(WAIT, "php -S to accept connections", async {
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    anyhow::bail!("php -S on port {port} exited at start: {status}");
-                }
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        })
-        .await?;
-        Ok(Self { _child: child })
-    }
 }
 
 /// Milliseconds since the Unix epoch (to compare with `fired_at_ms`).

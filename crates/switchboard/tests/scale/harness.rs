@@ -2,7 +2,6 @@
 //! nodes on it, and clients that collect events by message id.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +9,8 @@ use serde_json::{json, Value};
 use switchboard_protocol::cursor::id_order;
 use test_support::brokers::{NatsServer, RedisServer};
 use test_support::{
-    cursor_position, get, parse_cursor, publish, within, Gateway, SseClient, WsClient, WAIT,
+    cursor_position, get, parse_cursor, publish, within, Gateway, SseClient, SseEvent, WsClient,
+    WAIT,
 };
 use tokio::time::Instant;
 
@@ -166,12 +166,6 @@ pub fn nats_live_subject(topic: &str) -> String {
     s
 }
 
-pub fn php_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/php")
-        .join(name)
-}
-
 /// A gateway on `broker_url`, ready (connected to its broker).
 pub async fn node(broker_url: &str, args: &[&str]) -> anyhow::Result<Gateway> {
     let mut all = vec!["--broker", broker_url];
@@ -302,6 +296,25 @@ pub struct Got {
     pub data: Value,
 }
 
+impl Got {
+    /// A WebSocket `event` frame `f` of `topic`.
+    fn ws(f: &Value, topic: &str) -> anyhow::Result<Self> {
+        let cursor = f["id"].as_str().context("event without id")?.to_owned();
+        Self::at(cursor, topic, f["data"].clone())
+    }
+
+    /// An SSE event `e` of `topic`.
+    fn sse(e: &SseEvent, topic: &str) -> anyhow::Result<Self> {
+        let cursor = e.id.clone().context("SSE event without id")?;
+        Self::at(cursor, topic, e.json()?)
+    }
+
+    fn at(cursor: String, topic: &str, data: Value) -> anyhow::Result<Self> {
+        let id = cursor_position(&cursor, topic).context("cursor without the topic")?;
+        Ok(Self { id, cursor, data })
+    }
+}
+
 /// Reads until each of `streams` got `n` events of `topic`; fails on a `gap`
 /// or a `closed`.
 pub async fn ws_events(
@@ -319,14 +332,9 @@ pub async fn ws_events(
             let f = ws.recv_json_skip_pings(WAIT).await?;
             match f["type"].as_str() {
                 Some("event") => {
-                    let cursor = f["id"].as_str().context("event without id")?.to_owned();
-                    let id = cursor_position(&cursor, topic).context("cursor without the topic")?;
+                    let event = Got::ws(&f, topic)?;
                     let stream = f["stream"].as_str().unwrap_or_default().to_owned();
-                    got.entry(stream).or_default().push(Got {
-                        id,
-                        cursor,
-                        data: f["data"].clone(),
-                    });
+                    got.entry(stream).or_default().push(event);
                 }
                 Some("gap" | "closed" | "error") => anyhow::bail!("unexpected frame {f}"),
                 _ => {}
@@ -350,16 +358,7 @@ pub async fn ws_next_after_gap(ws: &mut WsClient, topic: &str) -> anyhow::Result
                 gap = true;
             }
             Some("event") => {
-                let cursor = f["id"].as_str().context("event without id")?.to_owned();
-                let id = cursor_position(&cursor, topic).context("cursor without the topic")?;
-                return Ok((
-                    gap,
-                    Got {
-                        id,
-                        cursor,
-                        data: f["data"].clone(),
-                    },
-                ));
+                return Ok((gap, Got::ws(&f, topic)?));
             }
             _ => anyhow::bail!("unexpected frame {f}"),
         }
@@ -372,13 +371,7 @@ pub async fn sse_events(sse: &mut SseClient, topic: &str, n: usize) -> anyhow::R
     while got.len() < n {
         let e = sse.next_event(WAIT).await?;
         anyhow::ensure!(e.event.is_none(), "unexpected SSE event {e:?}");
-        let cursor = e.id.clone().context("SSE event without id")?;
-        let id = cursor_position(&cursor, topic).context("cursor without the topic")?;
-        got.push(Got {
-            id,
-            cursor,
-            data: e.json()?,
-        });
+        got.push(Got::sse(&e, topic)?);
     }
     Ok(got)
 }
@@ -394,16 +387,7 @@ pub async fn sse_next_after_gap(sse: &mut SseClient, topic: &str) -> anyhow::Res
                 gap = true;
             }
             None => {
-                let cursor = e.id.clone().context("SSE event without id")?;
-                let id = cursor_position(&cursor, topic).context("cursor without the topic")?;
-                return Ok((
-                    gap,
-                    Got {
-                        id,
-                        cursor,
-                        data: e.json()?,
-                    },
-                ));
+                return Ok((gap, Got::sse(&e, topic)?));
             }
             Some(_) => anyhow::bail!("unexpected SSE event {e:?}"),
         }

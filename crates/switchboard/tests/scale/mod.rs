@@ -12,11 +12,37 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard_protocol::cursor::id_order;
 use test_support::brokers::TcpProxy;
-use test_support::{cursor_position, publish, within, PhpServer, WsClient, WAIT};
+use test_support::{cursor_position, php_script, publish, within, PhpServer, WsClient, WAIT};
 use tokio::time::Instant;
 
 use harness::*;
 pub use harness::{run, Kind};
+
+/// The test binary of broker `$kind` (a [`Kind`]): one `#[test]` per
+/// scenario below, named as the scenario, each run on a fresh runtime.
+macro_rules! broker_tests {
+    ($kind:expr) => {
+        $crate::scale::broker_tests!(
+            $kind;
+            fanout_across_nodes,
+            lambda_publish_reaches_other_nodes,
+            resume_on_another_node,
+            broker_restart,
+            node_cut_off_catches_up,
+            node_killed_clients_resume,
+            store_lost,
+        );
+    };
+    ($kind:expr; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $scenario() -> anyhow::Result<()> {
+                $crate::scale::run($crate::scale::$scenario($kind))
+            }
+        )+
+    };
+}
+pub(crate) use broker_tests;
 
 // ---- scenarios ---------------------------------------------------------------
 
