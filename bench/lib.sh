@@ -30,6 +30,40 @@ build() {
     fi
 }
 
+# await_address VAR NAME PID LOG REGEX STOP: sets VAR to the first match of
+# REGEX in LOG once the process PID has written it (within 10 s). Returns 1
+# if PID exits first (LOG goes to stderr), or, after running STOP, if it
+# never writes one.
+await_address() {
+    local var="$1" name="$2" pid="$3" log="$4" re="$5" stop="$6" i
+    for i in $(seq 1 100); do
+        printf -v "$var" '%s' "$(grep -o "$re" "$log" | head -n1 || true)"
+        [[ -n "${!var}" ]] && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name exited at start:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "$name did not report its address within 10 s" >&2
+    "$stop"
+    return 1
+}
+
+# end_process PID TENTHS: SIGTERM, up to TENTHS tenths of a second to exit,
+# then SIGKILL; reaps it.
+end_process() {
+    local pid="$1" tenths="$2" i
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 "$tenths"); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
 SERVER_PID=""
 SERVER_URL=""
 SERVER_LOG=""
@@ -39,22 +73,8 @@ start_server() {
     SERVER_LOG="$(mktemp /tmp/switchboard-bench-server.XXXXXX)"
     SWITCHBOARD_LOG="${SWITCHBOARD_LOG:-warn}" "${SERVER_TASKSET[@]}" "$SERVER_BIN" serve --listen 127.0.0.1:0 "$@" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
-    local i
-    for i in $(seq 1 100); do
-        SERVER_URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$SERVER_LOG" | head -n1 || true)"
-        [[ -n "$SERVER_URL" ]] && break
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "switchboard exited at start:" >&2
-            cat "$SERVER_LOG" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
-    if [[ -z "$SERVER_URL" ]]; then
-        echo "switchboard did not report its address within 10 s" >&2
-        stop_server
-        return 1
-    fi
+    await_address SERVER_URL switchboard "$SERVER_PID" "$SERVER_LOG" \
+        'http://127\.0\.0\.1:[0-9]*' stop_server || return 1
     echo "switchboard pid $SERVER_PID at $SERVER_URL" >&2
 }
 
@@ -65,14 +85,7 @@ stop_server() {
         echo "switchboard (pid $SERVER_PID) had exited on its own (status $rc); its log ends:" >&2
         tail -n 20 "$SERVER_LOG" >&2 || true
     elif [[ -n "$SERVER_PID" ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        local i
-        for i in $(seq 1 100); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        end_process "$SERVER_PID" 100
     fi
     SERVER_PID=""
     [[ -n "$SERVER_LOG" ]] && rm -f "$SERVER_LOG"

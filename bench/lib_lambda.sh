@@ -31,35 +31,14 @@ start_lambda() {
     LAMBDA_LOG="$(mktemp /tmp/switchboard-bench-lambda.XXXXXX)"
     "${LAMBDA_TASKSET[@]}" "$LAMBDA_BIN" --listen 127.0.0.1:0 "$@" >"$LAMBDA_LOG" 2>&1 &
     LAMBDA_PID=$!
-    local i
-    for i in $(seq 1 100); do
-        LAMBDA_URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*/' "$LAMBDA_LOG" | head -n1 || true)"
-        [[ -n "$LAMBDA_URL" ]] && break
-        if ! kill -0 "$LAMBDA_PID" 2>/dev/null; then
-            echo "mini_lambda exited at start:" >&2
-            cat "$LAMBDA_LOG" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
-    if [[ -z "$LAMBDA_URL" ]]; then
-        echo "mini_lambda did not report its address within 10 s" >&2
-        stop_lambda
-        return 1
-    fi
+    await_address LAMBDA_URL mini_lambda "$LAMBDA_PID" "$LAMBDA_LOG" \
+        'http://127\.0\.0\.1:[0-9]*/' stop_lambda || return 1
     echo "mini_lambda pid $LAMBDA_PID at $LAMBDA_URL" >&2
 }
 
 stop_lambda() {
     if [[ -n "$LAMBDA_PID" ]]; then
-        kill -TERM "$LAMBDA_PID" 2>/dev/null || true
-        local i
-        for i in $(seq 1 50); do
-            kill -0 "$LAMBDA_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$LAMBDA_PID" 2>/dev/null || true
-        wait "$LAMBDA_PID" 2>/dev/null || true
+        end_process "$LAMBDA_PID" 50
     fi
     LAMBDA_PID=""
     [[ -n "$LAMBDA_LOG" ]] && rm -f "$LAMBDA_LOG"

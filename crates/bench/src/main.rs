@@ -6,6 +6,7 @@
 //! connection and per delivery, as a table and as JSON. Every phase has a
 //! deadline and a watchdog ends the run if one is missed.
 
+mod common;
 mod procfs;
 mod publish;
 mod server;
@@ -14,7 +15,6 @@ mod target;
 mod wire;
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use common::{round, ReportOpts};
 use procfs::unix_ns;
 use server::{parse_pids, Pids, Server};
 use sub::{Connected, GroupMsg, GroupResult, Phase, SubCfg, Transport, Window};
@@ -89,15 +90,8 @@ struct Args {
     /// Publish key (Authorization: Bearer KEY).
     #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
     publish_key: Option<String>,
-    /// Print the JSON report on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
-    /// Also write the JSON report to this file.
-    #[arg(long)]
-    json_out: Option<PathBuf>,
-    /// A label copied into the report.
-    #[arg(long)]
-    label: Option<String>,
+    #[command(flatten)]
+    report: ReportOpts,
     /// Subscriber threads per process.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -150,26 +144,20 @@ impl Args {
         if self.topics == 0 {
             bail!("--topics must be at least 1");
         }
-        if !(self.duration > 0.0 && self.duration <= 86_400.0) {
-            bail!("--duration must be within (0, 86400] seconds");
-        }
-        for (name, v) in [
-            ("--warmup", self.warmup),
-            ("--drain", self.drain),
-            ("--settle", self.settle),
-            ("--connect-timeout", self.connect_timeout),
-        ] {
-            if !(0.0..=3600.0).contains(&v) {
-                bail!("{name} must be within [0, 3600] seconds");
-            }
-        }
+        common::check_seconds(
+            self.duration,
+            &[
+                ("--warmup", self.warmup),
+                ("--drain", self.drain),
+                ("--settle", self.settle),
+                ("--connect-timeout", self.connect_timeout),
+            ],
+        )?;
         let rate_ok = self.rate > 0.0 && self.rate <= 1e7;
         if !self.idle && !rate_ok {
             bail!("--rate must be positive (or use --idle)");
         }
-        if self.src_from == 0 || self.src_from > self.src_to || self.src_to == 255 {
-            bail!("source addresses must satisfy 1 <= --src-from <= --src-to <= 254");
-        }
+        common::check_sources(self.src_from, self.src_to)?;
         if self.per_process == 0 {
             bail!("--per-process must be at least 1");
         }
@@ -206,34 +194,21 @@ impl Args {
 static WORKERS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 fn watchdog(deadline_ns: u64, what: &'static str) {
-    std::thread::spawn(move || loop {
-        let now = unix_ns();
-        if now >= deadline_ns {
-            eprintln!("switchboard-bench: {what} passed its hard deadline; giving up");
-            if let Ok(pids) = WORKERS.lock() {
-                for &p in pids.iter() {
-                    // SAFETY: signalling a child process we spawned.
-                    unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-                }
-            }
-            std::process::exit(3);
+    common::watchdog(deadline_ns, "switchboard-bench", what, kill_workers);
+}
+
+fn kill_workers() {
+    if let Ok(pids) = WORKERS.lock() {
+        for &p in pids.iter() {
+            // SAFETY: signalling a child process we spawned.
+            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
         }
-        std::thread::sleep(Duration::from_nanos((deadline_ns - now).min(500_000_000)));
-    });
+    }
 }
 
 fn main() {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("switchboard-bench: runtime: {e}");
-            std::process::exit(2);
-        }
-    };
+    let rt = common::runtime("switchboard-bench");
     let res = if args.worker {
         rt.block_on(worker_main(args))
     } else {
@@ -447,19 +422,7 @@ async fn run(args: Args) -> Result<()> {
             g,
         },
     );
-    let text = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.json {
-        eprint!("{}", table(&report));
-        println!("{text}");
-    } else {
-        print!("{}", table(&report));
-    }
-    std::io::stdout().flush()?;
-    Ok(())
+    common::emit(&args.report, &report, &table(&report))
 }
 
 /// Spawns a copy of this program owning subscribers `first..first+count`,
@@ -638,11 +601,6 @@ struct Figures {
     g: GroupResult,
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let m = 10f64.powi(places);
-    (x * m).round() / m
-}
-
 fn report(args: &Args, f: &Figures) -> Value {
     let dur = args.duration;
     let g = &f.g;
@@ -706,7 +664,7 @@ fn report(args: &Args, f: &Figures) -> Value {
     let mut out = json!({
         "tool": "switchboard-bench",
         "version": env!("CARGO_PKG_VERSION"),
-        "label": args.label,
+        "label": args.report.label,
         "started_unix_ms": f.started / 1_000_000,
         "url": args.url,
         "transport": args.transport,
@@ -856,10 +814,7 @@ fn table(r: &Value) -> String {
             v(&r["subscribers"]),
             v(&r["topics"]),
             v(&r["duration_s"]),
-            r["label"]
-                .as_str()
-                .map(|l| format!(" [{l}]"))
-                .unwrap_or_default()
+            common::label_suffix(&r["label"])
         ),
     );
     row(
@@ -891,10 +846,7 @@ fn table(r: &Value) -> String {
             v(&cn["alive_at_end"]),
             v(&cn["closed"]),
             v(&cn["streams_closed_by_server"]),
-            cn["first_close"]
-                .as_str()
-                .map(|x| format!(" ({x})"))
-                .unwrap_or_default()
+            common::paren_suffix(&cn["first_close"])
         ),
     );
     let sv = &r["server"];

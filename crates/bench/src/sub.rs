@@ -4,7 +4,7 @@
 //! connection, one small reused read buffer each.
 
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,8 +52,7 @@ pub struct SubCfg {
 
 impl SubCfg {
     fn source(&self, i: usize) -> IpAddr {
-        let span = usize::from(self.src_to - self.src_from) + 1;
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, self.src_from + (i % span) as u8))
+        crate::common::source_addr(self.src_from, self.src_to, i)
     }
 }
 
@@ -525,33 +524,13 @@ async fn wait_opened(c: &mut Open) -> Result<()> {
                 }
             }
         }
-        compact(&mut c.buf, &mut c.start, &mut c.end, 0)?;
+        wire::compact(&mut c.buf, &mut c.start, &mut c.end, 0, MAX_FRAME)?;
         let n = c.tcp.read(&mut c.buf[c.end..]).await?;
         if n == 0 {
             bail!("closed before opened");
         }
         c.end += n;
     }
-}
-
-/// Makes room at the end of `buf`: moves unread bytes to the front, and
-/// grows the buffer when one frame needs more than it holds.
-fn compact(buf: &mut Vec<u8>, start: &mut usize, end: &mut usize, need: usize) -> Result<()> {
-    if *start == *end {
-        *start = 0;
-        *end = 0;
-    } else if *start > 0 && (*end == buf.len() || *start + need > buf.len()) {
-        buf.copy_within(*start..*end, 0);
-        *end -= *start;
-        *start = 0;
-    }
-    if need > buf.len() {
-        if need > MAX_FRAME {
-            bail!("frame of {need} bytes is over the limit");
-        }
-        buf.resize(need, 0);
-    }
-    Ok(())
 }
 
 /// Receives WebSocket frames until the connection ends; returns why it ended.
@@ -604,7 +583,7 @@ async fn ws_loop(mut c: Open, topic: usize, raw: bool, stats: &Shared) -> String
             }
             reply.clear();
         }
-        if let Err(e) = compact(&mut c.buf, &mut c.start, &mut c.end, need) {
+        if let Err(e) = wire::compact(&mut c.buf, &mut c.start, &mut c.end, need, MAX_FRAME) {
             return e.to_string();
         }
         match c.tcp.read(&mut c.buf[c.end..]).await {
@@ -679,7 +658,13 @@ async fn sse_loop(mut c: Open, topic: usize, stats: &Shared) -> String {
             return "server ended the SSE response".into();
         }
         let need = if dechunk.is_none() { partial + 1 } else { 0 };
-        if let Err(e) = compact(&mut c.buf, &mut c.start, &mut c.end, need.min(MAX_FRAME)) {
+        if let Err(e) = wire::compact(
+            &mut c.buf,
+            &mut c.start,
+            &mut c.end,
+            need.min(MAX_FRAME),
+            MAX_FRAME,
+        ) {
             return e.to_string();
         }
         if c.end == c.buf.len() {

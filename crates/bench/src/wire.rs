@@ -73,6 +73,8 @@ pub fn frame_type(payload: &[u8]) -> &[u8] {
 pub struct Head {
     pub status: u16,
     pub content_length: Option<usize>,
+    /// A `Content-Length` header was there but was not a number.
+    pub bad_content_length: bool,
     pub chunked: bool,
     pub close: bool,
     /// Bytes of the head, up to and including the blank line.
@@ -98,6 +100,7 @@ pub fn response_head(buf: &[u8]) -> Option<Head> {
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             head.content_length = value.parse().ok();
+            head.bad_content_length = head.content_length.is_none();
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("connection") {
@@ -105,6 +108,20 @@ pub fn response_head(buf: &[u8]) -> Option<Head> {
         }
     }
     Some(head)
+}
+
+/// Like [`response_head`], but a whole head that does not parse is an
+/// error (more bytes would not help), not `None`.
+#[allow(dead_code)] // timer_load's
+pub fn whole_response_head(buf: &[u8]) -> Option<Result<Head, String>> {
+    let end = find(buf, b"\r\n\r\n")?;
+    Some(response_head(buf).ok_or_else(|| {
+        let line_end = find(buf, b"\r\n").unwrap_or(end);
+        format!(
+            "bad status line {:?}",
+            String::from_utf8_lossy(&buf[..line_end])
+        )
+    }))
 }
 
 /// One server-to-client WebSocket frame at the start of a buffer.
@@ -122,9 +139,18 @@ pub enum Frame {
 }
 
 /// Reads a frame header (2, 4 or 10 bytes; a mask key if one is set).
+#[inline]
 pub fn ws_frame(b: &[u8]) -> Frame {
+    // No frame is over usize::MAX bytes.
+    ws_frame_within(b, usize::MAX).unwrap_or(Frame::Need(usize::MAX))
+}
+
+/// [`ws_frame`], refusing a frame whose payload is over `max` bytes before
+/// it is read: `Err` holds the length the header declares.
+#[inline]
+pub fn ws_frame_within(b: &[u8], max: usize) -> Result<Frame, u64> {
     if b.len() < 2 {
-        return Frame::Need(2);
+        return Ok(Frame::Need(2));
     }
     let fin = b[0] & 0x80 != 0;
     let opcode = b[0] & 0x0f;
@@ -132,32 +158,36 @@ pub fn ws_frame(b: &[u8]) -> Frame {
     let (mut start, len) = match b[1] & 0x7f {
         126 => {
             if b.len() < 4 {
-                return Frame::Need(4);
+                return Ok(Frame::Need(4));
             }
-            (4, u16::from_be_bytes([b[2], b[3]]) as usize)
+            (4, u64::from(u16::from_be_bytes([b[2], b[3]])))
         }
         127 => {
             if b.len() < 10 {
-                return Frame::Need(10);
+                return Ok(Frame::Need(10));
             }
             let mut n = [0u8; 8];
             n.copy_from_slice(&b[2..10]);
-            (10, u64::from_be_bytes(n) as usize)
+            (10, u64::from_be_bytes(n))
         }
-        n => (2, n as usize),
+        n => (2, u64::from(n)),
     };
+    if len > max as u64 {
+        return Err(len);
+    }
+    let len = len as usize;
     if masked {
         start += 4;
     }
     if b.len() < start + len {
-        return Frame::Need(start.saturating_add(len));
+        return Ok(Frame::Need(start.saturating_add(len)));
     }
-    Frame::Whole {
+    Ok(Frame::Whole {
         fin,
         opcode,
         start,
         len,
-    }
+    })
 }
 
 /// Writes a masked client frame (used for pong and close replies).
@@ -264,6 +294,40 @@ impl Dechunk {
     pub fn done(&self) -> bool {
         self.state == ChunkState::Done
     }
+
+    /// The last (zero-size) chunk's size line was read; the trailer may be
+    /// still to come.
+    #[allow(dead_code)] // timer_load's
+    pub fn last_chunk(&self) -> bool {
+        matches!(self.state, ChunkState::Trailer | ChunkState::Done)
+    }
+}
+
+/// Makes room at the end of `buf`: moves unread bytes (`start..end`) to the
+/// front, and grows the buffer when one frame needs more than it holds
+/// (up to `max` bytes).
+pub fn compact(
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+    end: &mut usize,
+    need: usize,
+    max: usize,
+) -> anyhow::Result<()> {
+    if *start == *end {
+        *start = 0;
+        *end = 0;
+    } else if *start > 0 && (*end == buf.len() || *start + need > buf.len()) {
+        buf.copy_within(*start..*end, 0);
+        *end -= *start;
+        *start = 0;
+    }
+    if need > buf.len() {
+        if need > max {
+            anyhow::bail!("frame of {need} bytes is over the limit");
+        }
+        buf.resize(need, 0);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

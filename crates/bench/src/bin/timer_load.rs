@@ -13,15 +13,20 @@
 //! every phase has a deadline and a watchdog ends an overlong run.
 
 #[allow(dead_code)]
+#[path = "../common.rs"]
+mod common;
+#[allow(dead_code)]
 #[path = "../procfs.rs"]
 mod procfs;
 #[allow(dead_code)]
 #[path = "../target.rs"]
 mod target;
+#[allow(dead_code)]
+#[path = "../wire.rs"]
+mod wire;
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,8 +40,10 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
+use common::{round, ReportOpts};
 use procfs::unix_ns;
 use target::Target;
+use wire::Frame;
 
 /// Largest server frame accepted.
 const MAX_FRAME: usize = 16 << 20;
@@ -98,15 +105,8 @@ struct Args {
     /// Last source address 127.0.0.X.
     #[arg(long, default_value_t = 250)]
     src_to: u8,
-    /// Print the JSON report on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
-    /// Also write the JSON report to this file.
-    #[arg(long)]
-    json_out: Option<PathBuf>,
-    /// A label copied into the report.
-    #[arg(long)]
-    label: Option<String>,
+    #[command(flatten)]
+    report: ReportOpts,
 }
 
 impl Args {
@@ -119,31 +119,19 @@ impl Args {
         if self.timer_ms == 0 {
             bail!("--timer-ms must be at least 1");
         }
-        if !(self.duration > 0.0 && self.duration <= 86_400.0) {
-            bail!("--duration must be within (0, 86400] seconds");
-        }
-        for (name, v) in [
-            ("--settle", self.settle),
-            ("--open-timeout", self.open_timeout),
-        ] {
-            if !(0.0..=3600.0).contains(&v) {
-                bail!("{name} must be within [0, 3600] seconds");
-            }
-        }
-        if self.src_from == 0 || self.src_from > self.src_to || self.src_to == 255 {
-            bail!("source addresses must satisfy 1 <= --src-from <= --src-to <= 254");
-        }
+        common::check_seconds(
+            self.duration,
+            &[
+                ("--settle", self.settle),
+                ("--open-timeout", self.open_timeout),
+            ],
+        )?;
+        common::check_sources(self.src_from, self.src_to)?;
         Ok((t, l))
     }
 
     fn source(&self, conn: usize) -> IpAddr {
-        let span = usize::from(self.src_to - self.src_from) + 1;
-        IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            0,
-            self.src_from + (conn % span) as u8,
-        ))
+        common::source_addr(self.src_from, self.src_to, conn)
     }
 
     fn hard_limit(&self) -> f64 {
@@ -197,85 +185,10 @@ fn cut(b: &[u8]) -> String {
 
 // ---------------------------------------------------------------- wire
 
-/// One server-to-client WebSocket frame at the start of a buffer.
-#[derive(Debug, PartialEq, Eq)]
-enum Frame {
-    /// A whole frame: opcode, where its payload starts, its length.
-    Whole {
-        opcode: u8,
-        start: usize,
-        len: usize,
-    },
-    /// More bytes are needed: at least this many in all.
-    Need(usize),
-}
-
-/// Reads a frame header (2, 4 or 10 bytes, plus a mask key if set).
+/// A server frame's header (wire::ws_frame), refusing one over MAX_FRAME.
 fn ws_frame(b: &[u8]) -> Result<Frame, String> {
-    if b.len() < 2 {
-        return Ok(Frame::Need(2));
-    }
-    let opcode = b[0] & 0x0f;
-    let masked = b[1] & 0x80 != 0;
-    let (mut start, len) = match b[1] & 0x7f {
-        126 => {
-            if b.len() < 4 {
-                return Ok(Frame::Need(4));
-            }
-            (4, u64::from(u16::from_be_bytes([b[2], b[3]])))
-        }
-        127 => {
-            if b.len() < 10 {
-                return Ok(Frame::Need(10));
-            }
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&b[2..10]);
-            (10, u64::from_be_bytes(n))
-        }
-        n => (2, u64::from(n)),
-    };
-    if len > MAX_FRAME as u64 {
-        return Err(format!("a frame of {len} bytes is over the limit"));
-    }
-    let len = len as usize;
-    if masked {
-        start += 4;
-    }
-    if b.len() < start + len {
-        return Ok(Frame::Need(start + len));
-    }
-    Ok(Frame::Whole { opcode, start, len })
-}
-
-/// Appends a masked client frame.
-fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
-    out.push(0x80 | opcode);
-    let n = payload.len();
-    if n < 126 {
-        out.push(0x80 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-}
-
-/// The status of an HTTP response head and its length, once `buf` holds it all.
-fn response_head(buf: &[u8]) -> Option<Result<(u16, usize), String>> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(end);
-    let line = String::from_utf8_lossy(&buf[..line_end]);
-    Some(
-        line.split(' ')
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .map(|s| (s, end))
-            .ok_or_else(|| format!("bad status line {line:?}")),
-    )
+    wire::ws_frame_within(b, MAX_FRAME)
+        .map_err(|len| format!("a frame of {len} bytes is over the limit"))
 }
 
 /// `type` and `stream` of a server frame.
@@ -308,49 +221,31 @@ fn app_metric(text: &str, name: &str, app: &str) -> Option<u64> {
 /// The body of a whole `Connection: close` HTTP/1.1 response: by
 /// `Content-Length`, chunked, or to the end.
 fn response_body(raw: &[u8]) -> Result<Vec<u8>, String> {
-    let (status, end) = response_head(raw).ok_or("incomplete response head")??;
-    if status != 200 {
-        return Err(format!("HTTP {status}"));
+    let head = wire::whole_response_head(raw).ok_or("incomplete response head")??;
+    if head.status != 200 {
+        return Err(format!("HTTP {}", head.status));
     }
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let body = &raw[end..];
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-    };
-    if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
+    let body = &raw[head.len..];
+    if head.chunked {
         return dechunk(body);
     }
-    match header("content-length:").map(|v| v.parse::<usize>()) {
-        Some(Ok(n)) if n <= body.len() => Ok(body[..n].to_vec()),
-        Some(Ok(n)) => Err(format!("body cut short ({} of {n} bytes)", body.len())),
-        Some(Err(_)) => Err("bad content-length".into()),
+    match head.content_length {
+        Some(n) if n <= body.len() => Ok(body[..n].to_vec()),
+        Some(n) => Err(format!("body cut short ({} of {n} bytes)", body.len())),
+        None if head.bad_content_length => Err("bad content-length".into()),
         None => Ok(body.to_vec()),
     }
 }
 
 /// Decodes a whole chunked body (trailers ignored).
-fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
+fn dechunk(raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut d = wire::Dechunk::default();
     let mut out = Vec::new();
-    loop {
-        let nl = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("chunked body cut short")?;
-        let line = std::str::from_utf8(&raw[..nl]).map_err(|_| "bad chunk size line")?;
-        let hex = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size {hex:?}"))?;
-        raw = &raw[nl + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if raw.len() < size + 2 || &raw[size..size + 2] != b"\r\n" {
-            return Err("chunked body cut short".into());
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
+    d.feed(raw, &mut out).ok_or("malformed chunked body")?;
+    if !d.last_chunk() {
+        return Err("chunked body cut short".into());
     }
+    Ok(out)
 }
 
 /// GET `path` from a loopback HTTP server; the body.
@@ -404,19 +299,15 @@ impl Conn {
 
     /// Reads more bytes, first making room for a frame of `need` bytes.
     async fn fill(&mut self, need: usize) -> Result<(), String> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.start > 0
-            && (self.end == self.buf.len() || self.start + need > self.buf.len())
-        {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if need > self.buf.len() {
-            self.buf.resize(need, 0);
-        }
+        // `ws_frame` has refused a frame over MAX_FRAME.
+        wire::compact(
+            &mut self.buf,
+            &mut self.start,
+            &mut self.end,
+            need,
+            usize::MAX,
+        )
+        .map_err(|e| e.to_string())?;
         match self.tcp.read(&mut self.buf[self.end..]).await {
             Ok(0) => Err("server closed the connection".into()),
             Ok(n) => {
@@ -446,7 +337,9 @@ fn frames(
     loop {
         match ws_frame(&c.buf[c.start..c.end])? {
             Frame::Need(n) => return Ok(n),
-            Frame::Whole { opcode, start, len } => {
+            Frame::Whole {
+                opcode, start, len, ..
+            } => {
                 let (a, b) = (c.start + start, c.start + start + len);
                 c.start = b;
                 match opcode {
@@ -498,7 +391,7 @@ fn frames(
                     }
                     9 => {
                         let mask = c.next_mask();
-                        client_frame(10, &c.buf[a..b], mask, reply);
+                        wire::client_frame(10, &c.buf[a..b], mask, reply);
                     }
                     10 => {}
                     _ => {
@@ -525,8 +418,8 @@ async fn connect(args: &Args, target: &Target, idx: usize) -> Result<Conn> {
     tcp.write_all(req.as_bytes()).await?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut end = 0;
-    let (status, head_len) = loop {
-        if let Some(h) = response_head(&buf[..end]) {
+    let head = loop {
+        if let Some(h) = wire::whole_response_head(&buf[..end]) {
             break h.map_err(|e| anyhow!(e))?;
         }
         if end == buf.len() {
@@ -538,13 +431,13 @@ async fn connect(args: &Args, target: &Target, idx: usize) -> Result<Conn> {
         }
         end += n;
     };
-    if status != 101 {
-        bail!("handshake answered {status} (want 101)");
+    if head.status != 101 {
+        bail!("handshake answered {} (want 101)", head.status);
     }
     Ok(Conn {
         tcp,
         buf,
-        start: head_len,
+        start: head.len,
         end,
         mask: (0x9e37_79b9 ^ (idx as u32).wrapping_mul(0x85eb_ca6b)) | 1,
     })
@@ -567,7 +460,7 @@ async fn open_streams(args: &Args, c: &mut Conn, idx: usize, sh: &Shared) -> Res
             });
             let text = serde_json::to_vec(&frame)?;
             let mask = c.next_mask();
-            client_frame(1, &text, mask, &mut out);
+            wire::client_frame(1, &text, mask, &mut out);
             next += 1;
             pending += 1;
         }
@@ -760,25 +653,14 @@ fn delta(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     Some(b?.saturating_sub(a?))
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let m = 10f64.powi(places);
-    (x * m).round() / m
-}
-
-fn watchdog(deadline_ns: u64) {
-    std::thread::spawn(move || loop {
-        let now = unix_ns();
-        if now >= deadline_ns {
-            eprintln!("timer_load: the run passed its hard deadline; giving up");
-            std::process::exit(3);
-        }
-        std::thread::sleep(Duration::from_nanos((deadline_ns - now).min(500_000_000)));
-    });
-}
-
 async fn run(args: Args) -> Result<Value> {
     let (target, lambda) = args.validate()?;
-    watchdog(unix_ns() + (args.hard_limit() * 1e9) as u64);
+    common::watchdog(
+        unix_ns() + (args.hard_limit() * 1e9) as u64,
+        "timer_load",
+        "the run",
+        || {},
+    );
     let nofile = procfs::raise_nofile();
     if nofile != 0 && args.connections as u64 + 64 > nofile {
         bail!(
@@ -889,7 +771,7 @@ async fn run(args: Args) -> Result<Value> {
     let report = json!({
         "tool": "timer_load",
         "version": env!("CARGO_PKG_VERSION"),
-        "label": args.label,
+        "label": args.report.label,
         "started_unix_ms": unix_ns() / 1_000_000,
         "url": args.url,
         "app": args.app,
@@ -1002,10 +884,7 @@ fn table(r: &Value) -> String {
             v(&r["streams_per_connection"]),
             v(&r["app"]),
             v(&r["timer_ms"]),
-            r["label"]
-                .as_str()
-                .map(|l| format!(" [{l}]"))
-                .unwrap_or_default()
+            common::label_suffix(&r["label"])
         ),
     );
     row(
@@ -1083,10 +962,7 @@ fn table(r: &Value) -> String {
             "{} / {}{}",
             v(&st["connections_closed"]),
             v(&st["streams_closed_by_server"]),
-            st["first_close"]
-                .as_str()
-                .map(|x| format!(" ({x})"))
-                .unwrap_or_default()
+            common::paren_suffix(&st["first_close"])
         ),
     );
     if !st["first_other_frame"].is_null() {
@@ -1105,17 +981,8 @@ fn table(r: &Value) -> String {
 
 fn main() {
     let args = Args::parse();
-    let (json_out, print_json) = (args.json_out.clone(), args.json);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("timer_load: runtime: {e}");
-            std::process::exit(2);
-        }
-    };
+    let opts = args.report.clone();
+    let rt = common::runtime("timer_load");
     let report = match rt.block_on(run(args)) {
         Ok(r) => r,
         Err(e) => {
@@ -1123,18 +990,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-    if let Some(path) = json_out {
-        if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
-            eprintln!("timer_load: writing {}: {e}", path.display());
-            std::process::exit(2);
-        }
-    }
-    if print_json {
-        eprint!("{}", table(&report));
-        println!("{text}");
-    } else {
-        print!("{}", table(&report));
+    if let Err(e) = common::emit(&opts, &report, &table(&report)) {
+        eprintln!("timer_load: {e:#}");
+        std::process::exit(2);
     }
     // Don't wait for connection tasks to wind down.
     std::process::exit(0);
@@ -1150,6 +1008,7 @@ mod tests {
         assert_eq!(
             ws_frame(&[0x81, 3, b'a', b'b', b'c', 0x81]),
             Ok(Frame::Whole {
+                fin: true,
                 opcode: 1,
                 start: 2,
                 len: 3
@@ -1163,6 +1022,7 @@ mod tests {
         assert_eq!(
             ws_frame(&big),
             Ok(Frame::Whole {
+                fin: true,
                 opcode: 2,
                 start: 10,
                 len: 65536
@@ -1170,16 +1030,18 @@ mod tests {
         );
         assert!(ws_frame(&[0x81, 127, 0xff, 0, 0, 0, 0, 0, 0, 0]).is_err());
         let mut out = Vec::new();
-        client_frame(10, b"hi", [1, 2, 3, 4], &mut out);
+        wire::client_frame(10, b"hi", [1, 2, 3, 4], &mut out);
         assert_eq!(out, [0x8a, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
         out.clear();
-        client_frame(1, &[7u8; 300], [0; 4], &mut out);
+        wire::client_frame(1, &[7u8; 300], [0; 4], &mut out);
         assert_eq!(&out[..4], &[0x81, 0x80 | 126, 1, 44]);
         assert_eq!(out.len(), 4 + 4 + 300);
     }
 
     #[test]
     fn heads_and_bodies() {
+        let response_head =
+            |b: &[u8]| wire::whole_response_head(b).map(|h| h.map(|h| (h.status, h.len)));
         assert!(response_head(b"HTTP/1.1 101 Switching").is_none());
         assert_eq!(
             response_head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81"),
