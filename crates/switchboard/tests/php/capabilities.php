@@ -31,7 +31,7 @@
 
 declare(strict_types=1);
 
-const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;
+require __DIR__ . '/lambda_common.php';
 
 function now_us(): int
 {
@@ -40,12 +40,8 @@ function now_us(): int
 
 function log_event(array $event, int $start_us): void
 {
-    $path = getenv('LAMBDA_LOG');
-    if ($path === false || $path === '') {
-        return;
-    }
     $state = state_of($event);
-    $line = [
+    log_line([
         'type' => $event['type'] ?? null,
         'stream' => $event['stream']['id'] ?? null,
         'tag' => $state['tag'] ?? ($event['params']['tag'] ?? null),
@@ -59,8 +55,7 @@ function log_event(array $event, int $start_us): void
         'reason' => $event['reason'] ?? null,
         'start_us' => $start_us,
         'end_us' => now_us(),
-    ];
-    file_put_contents($path, json_encode($line, JSON_FLAGS) . "\n", FILE_APPEND | LOCK_EX);
+    ]);
 }
 
 function state_of(array $event): array
@@ -199,15 +194,4 @@ function handle(array $event): array
     return $actions;
 }
 
-$request = json_decode((string) file_get_contents('php://input'), true);
-header('Content-Type: application/json');
-if (!is_array($request) || !is_array($request['events'] ?? null)) {
-    http_response_code(400);
-    echo json_encode(['error' => 'expected {"v":1,"app":...,"events":[...]}']);
-    return;
-}
-$results = [];
-foreach ($request['events'] as $event) {
-    $results[] = ['actions' => is_array($event) ? handle($event) : []];
-}
-echo json_encode(['results' => $results], JSON_FLAGS);
+serve_events('handle');

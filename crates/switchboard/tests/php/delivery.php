@@ -16,23 +16,18 @@
 
 declare(strict_types=1);
 
-const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;
+require __DIR__ . '/lambda_common.php';
 
 function log_event(array $event): void
 {
-    $path = getenv('LAMBDA_LOG');
-    if ($path === false || $path === '') {
-        return;
-    }
-    $line = [
+    log_line([
         'type' => $event['type'] ?? null,
         'stream' => $event['stream']['id'] ?? null,
         'topic' => $event['topic'] ?? null,
         'id' => $event['id'] ?? null,
         'ids' => array_map(fn ($m) => $m['id'] ?? null, $event['messages'] ?? []),
         'reason' => $event['reason'] ?? null,
-    ];
-    file_put_contents($path, json_encode($line, JSON_FLAGS) . "\n", FILE_APPEND | LOCK_EX);
+    ]);
 }
 
 function mark(array $m): array
@@ -99,15 +94,4 @@ function handle(array $event): array
     }
 }
 
-$request = json_decode((string) file_get_contents('php://input'), true);
-header('Content-Type: application/json');
-if (!is_array($request) || !is_array($request['events'] ?? null)) {
-    http_response_code(400);
-    echo json_encode(['error' => 'expected {"v":1,"app":...,"events":[...]}']);
-    return;
-}
-$results = [];
-foreach ($request['events'] as $event) {
-    $results[] = ['actions' => is_array($event) ? handle($event) : []];
-}
-echo json_encode(['results' => $results], JSON_FLAGS);
+serve_events('handle');

@@ -19,8 +19,9 @@
 
 declare(strict_types=1);
 
+require __DIR__ . '/lambda_common.php';
+
 const KNOWN_VIDEOS = ['1234', '42', '7'];
-const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;
 
 function answer(int $status, $body): void
 {
@@ -31,18 +32,13 @@ function answer(int $status, $body): void
 
 function log_event(array $event): void
 {
-    $path = getenv('LAMBDA_LOG');
-    if ($path === false || $path === '') {
-        return;
-    }
-    $line = [
+    log_line([
         'type' => $event['type'] ?? null,
         'stream' => $event['stream']['id'] ?? null,
         'topic' => $event['topic'] ?? null,
         'topics' => array_map(fn ($m) => $m['topic'] ?? null, $event['messages'] ?? []),
         'reason' => $event['reason'] ?? null,
-    ];
-    file_put_contents($path, json_encode($line, JSON_FLAGS) . "\n", FILE_APPEND | LOCK_EX);
+    ]);
 }
 
 function state_of(array $event): array
@@ -151,13 +147,4 @@ if ($_SERVER['REQUEST_METHOD'] !== 'POST') {
     answer(405, ['error' => 'POST only']);
     return;
 }
-$request = json_decode((string) file_get_contents('php://input'), true);
-if (!is_array($request) || !is_array($request['events'] ?? null)) {
-    answer(400, ['error' => 'expected {"v":1,"app":...,"events":[...]}']);
-    return;
-}
-$results = [];
-foreach ($request['events'] as $event) {
-    $results[] = ['actions' => is_array($event) ? handle($event) : []];
-}
-answer(200, ['results' => $results]);
+serve_events('handle');
