@@ -3,14 +3,17 @@
 //! 1,000 get everything, in order; the slow one is closed by the policy
 //! `close` (its stream ends with `slow_consumer`, counted), or with
 //! `drop_oldest` it sees a `gap` once it reads; the gateway's memory stays
-//! bounded meanwhile.
+//! bounded meanwhile. An SSE client that never reads is closed by the policy
+//! too, while its task waits to hand the body a chunk.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{gateway_with_config, publish_many, rss_kib, Metrics, RawFrame, RawWs};
+use test_support::extra::{
+    gateway_with_config, publish_many, raw_get, rss_kib, Metrics, RawFrame, RawWs,
+};
 use test_support::{eventually, Gateway, LoggingPhp, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -299,5 +302,41 @@ async fn with_drop_oldest_a_slow_reader_gets_a_gap_then_the_newest() -> anyhow::
     assert_eq!(metrics.app("drops_slow_consumer", "pubsub"), 0.0);
     // The stream is still open: the policy drops, it does not close.
     assert!(setup.lambda_events("close").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_sse_client_that_never_reads_is_closed_with_slow_consumer() -> anyhow::Result<()> {
+    let setup = Setup::start("close").await?;
+    let gw = &setup.gateway;
+    // Connected, then never read, with a tiny receive buffer.
+    let _sse = raw_get(
+        gw.addr(),
+        "/v1/sse/delivery?topic=filler&deliver=direct",
+        &[("Accept", "text/event-stream")],
+        4096,
+    )
+    .await?;
+    setup
+        .lambda
+        .wait_for("open", "the SSE client's open at the lambda")
+        .await?;
+    // 24 MB: the socket buffers and the response body's chunks fill, then
+    // more than the queue waits in the outbox while a chunk waits for room.
+    let filler: Vec<Value> = (0..400)
+        .map(|i| json!({"i": i, "pad": "x".repeat(60_000)}))
+        .collect();
+    publish_many(&gw.http_url(), "filler", &filler).await?;
+    // The write timeout is a minute away: only the policy can act in time.
+    let reason = eventually(WAIT, "the SSE client's close", || {
+        setup
+            .lambda_events("close")
+            .first()
+            .and_then(|e| e["reason"].as_str().map(str::to_owned))
+    })
+    .await?;
+    assert_eq!(reason, "slow_consumer");
+    let metrics = Metrics::fetch(&gw.http_url()).await?;
+    assert_eq!(metrics.app("slow_consumer_closes", "delivery"), 1.0);
     Ok(())
 }
