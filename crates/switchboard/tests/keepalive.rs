@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use test_support::extra::{gateway_with_config, publish_many, raw_get, Metrics, RawFrame, RawWs};
-use test_support::{cursor_position, eventually, Gateway, LoggingPhp, SseClient, WsClient, WAIT};
+use test_support::{cursor_position, Gateway, LoggingPhp, SseClient, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const KEEPALIVE_MS: u64 = 300;
@@ -32,10 +32,6 @@ impl Setup {
         Ok(Self { gateway, lambda })
     }
 
-    fn lambda_events(&self, kind: &str) -> Vec<Value> {
-        self.lambda.events_of(kind)
-    }
-
     /// With a peer on topic `big` that reads nothing: once its open reached
     /// the lambda, more than the socket buffers hold is published on `big`,
     /// and the peer is closed with reason `timeout`.
@@ -44,18 +40,8 @@ impl Setup {
             .wait_for("open", "the open at the lambda")
             .await?;
         publish_many(&self.gateway.http_url(), "big", &big_messages()).await?;
-        assert_eq!(self.close_reason(WAIT).await?, "timeout");
+        assert_eq!(self.lambda.close_reason(WAIT).await?, "timeout");
         Ok(())
-    }
-
-    /// Waits until the lambda has been given a `close`; returns its reason.
-    async fn close_reason(&self, limit: Duration) -> anyhow::Result<String> {
-        eventually(limit, "a close event at the lambda", || {
-            self.lambda_events("close")
-                .first()
-                .and_then(|e| e["reason"].as_str().map(str::to_owned))
-        })
-        .await
     }
 }
 
@@ -193,7 +179,7 @@ async fn a_ws_peer_that_never_answers_is_closed_with_timeout() -> anyhow::Result
         .await?;
     let started = std::time::Instant::now();
 
-    let reason = setup.close_reason(WAIT).await?;
+    let reason = setup.lambda.close_reason(WAIT).await?;
     assert_eq!(reason, "timeout");
     // Detected after about two silent intervals, not much later.
     assert!(

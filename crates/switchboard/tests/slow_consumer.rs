@@ -71,12 +71,16 @@ impl Setup {
             .wait_for("open", "the slow client's open at the lambda")
             .await?;
         // 12 MB: more than the socket buffers hold (the sender's may grow to 4 MiB).
-        let filler: Vec<Value> = (0..200)
-            .map(|i| json!({"i": i, "pad": "x".repeat(60_000)}))
-            .collect();
-        publish_many(&self.gateway.http_url(), "filler", &filler).await?;
+        publish_many(&self.gateway.http_url(), "filler", &filler(200)).await?;
         Ok(slow)
     }
+}
+
+/// `n` messages of 60 KB for the topic `filler`.
+fn filler(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"i": i, "pad": "x".repeat(60_000)}))
+        .collect()
 }
 
 /// `n` WebSocket readers of `main` (stream "0" via the `?app=` shortcut),
@@ -230,13 +234,7 @@ async fn a_client_that_never_reads_is_closed_while_1000_others_get_everything() 
 
     // The slow client fell more than the queue behind on `main`: its stream
     // is closed for it, with `slow_consumer`, well before the write timeout.
-    let reason = eventually(Duration::from_secs(75), "the slow client's close", || {
-        setup
-            .lambda_events("close")
-            .first()
-            .and_then(|e| e["reason"].as_str().map(str::to_owned))
-    })
-    .await?;
+    let reason = setup.lambda.close_reason(Duration::from_secs(75)).await?;
     assert_eq!(reason, "slow_consumer");
     let metrics = Metrics::fetch(&gw.http_url()).await?;
     assert_eq!(metrics.app("slow_consumer_closes", "delivery"), 1.0);
@@ -323,19 +321,9 @@ async fn an_sse_client_that_never_reads_is_closed_with_slow_consumer() -> anyhow
         .await?;
     // 24 MB: the socket buffers and the response body's chunks fill, then
     // more than the queue waits in the outbox while a chunk waits for room.
-    let filler: Vec<Value> = (0..400)
-        .map(|i| json!({"i": i, "pad": "x".repeat(60_000)}))
-        .collect();
-    publish_many(&gw.http_url(), "filler", &filler).await?;
+    publish_many(&gw.http_url(), "filler", &filler(400)).await?;
     // The write timeout is a minute away: only the policy can act in time.
-    let reason = eventually(WAIT, "the SSE client's close", || {
-        setup
-            .lambda_events("close")
-            .first()
-            .and_then(|e| e["reason"].as_str().map(str::to_owned))
-    })
-    .await?;
-    assert_eq!(reason, "slow_consumer");
+    assert_eq!(setup.lambda.close_reason(WAIT).await?, "slow_consumer");
     let metrics = Metrics::fetch(&gw.http_url()).await?;
     assert_eq!(metrics.app("slow_consumer_closes", "delivery"), 1.0);
     Ok(())

@@ -170,6 +170,17 @@ impl LoggingPhp {
             .collect()
     }
 
+    /// Waits (at most `limit`) until the lambda has been given a `close`
+    /// event; returns the first one's reason.
+    pub async fn close_reason(&self, limit: std::time::Duration) -> anyhow::Result<String> {
+        eventually(limit, "a close event at the lambda", || {
+            self.events_of("close")
+                .first()
+                .and_then(|e| e["reason"].as_str().map(str::to_owned))
+        })
+        .await
+    }
+
     /// Waits (at most [`WAIT`]) until the lambda has been given an event of
     /// type `kind`; `what` names the wait in the error.
     pub async fn wait_for(&self, kind: &str, what: &str) -> anyhow::Result<()> {
