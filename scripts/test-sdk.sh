@@ -13,16 +13,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "scripts/test-sdk.sh: need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
+# as_root
+source scripts/lib.sh
 
 missing=()
 command -v php >/dev/null 2>&1 || missing+=(php-cli)

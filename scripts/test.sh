@@ -17,17 +17,8 @@ step() {
     printf '\n==> %s\n' "$*"
 }
 
-# Runs a command as root: directly, or through sudo when we are not root.
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "scripts/test.sh: need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
+# as_root
+source scripts/lib.sh
 
 install_missing() {
     # Command -> Debian package. php-cli serves the test lambdas;
