@@ -30,9 +30,10 @@ use switchboard::capability::timer::{TimerKind, TimerToken, Timers};
 use switchboard::dispatcher::LambdaClient;
 use switchboard::ops::config::SlowConsumer;
 use switchboard::stream::outbox::{Inbound, Outbox};
+use switchboard::stream::{batch_event, message_event};
 use switchboard::transport::ws::codec::{write_header, Opcode, MAX_HEADER};
 use switchboard_protocol::client::event_head;
-use switchboard_protocol::lambda::{self, BatchMessage, Event, StreamRef};
+use switchboard_protocol::lambda::{self, Event, StreamRef};
 use switchboard_protocol::Topic;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -337,7 +338,7 @@ fn main() -> anyhow::Result<()> {
         || {
             for i in 0..n as usize {
                 let m = &msgs[i % msgs.len()];
-                let ev = message_event(m, &state);
+                let ev = message_event(stream_ref(&state), m);
                 black_box(lambda::request_body("live_comments", &[&ev]));
             }
             n
@@ -371,7 +372,7 @@ fn main() -> anyhow::Result<()> {
         rounds,
         || {
             for _ in 0..n_batches {
-                let ev = batch_event(&batch, &state);
+                let ev = batch_event(stream_ref(&state), &batch);
                 black_box(lambda::request_body("live_comments", &[&ev]));
             }
             n_batches * 50
@@ -462,12 +463,12 @@ fn main() -> anyhow::Result<()> {
                         .map(|e| {
                             let i = *next + e * per_event;
                             if per_event == 1 {
-                                message_event(&msgs[i % msgs.len()], state)
+                                message_event(stream_ref(state), &msgs[i % msgs.len()])
                             } else {
                                 let b: Vec<Arc<Message>> = (0..per_event)
                                     .map(|k| msgs[(i + k) % msgs.len()].clone())
                                     .collect();
-                                batch_event(&b, state)
+                                batch_event(stream_ref(state), &b)
                             }
                         })
                         .collect();
@@ -604,35 +605,12 @@ fn direct_frame(msg: &Message) -> (Bytes, Bytes) {
     (Bytes::from(head).slice(MAX_HEADER - n..), tail)
 }
 
-fn message_event(m: &Message, state: &RawValue) -> Vec<u8> {
-    Event::Message {
-        stream: StreamRef {
-            id: "a1b2c3d4-17",
-            state: Some(state),
-        },
-        topic: m.topic.as_str(),
-        id: &m.id,
-        data: &m.data,
+/// The stream a measured lambda event belongs to.
+fn stream_ref(state: &RawValue) -> StreamRef<'_> {
+    StreamRef {
+        id: "a1b2c3d4-17",
+        state: Some(state),
     }
-    .to_vec()
-}
-
-fn batch_event(msgs: &[Arc<Message>], state: &RawValue) -> Vec<u8> {
-    Event::Batch {
-        stream: StreamRef {
-            id: "a1b2c3d4-17",
-            state: Some(state),
-        },
-        messages: msgs
-            .iter()
-            .map(|m| BatchMessage {
-                topic: m.topic.as_str(),
-                id: &m.id,
-                data: &m.data,
-            })
-            .collect(),
-    }
-    .to_vec()
 }
 
 /// A lambda's answer: one push per event.

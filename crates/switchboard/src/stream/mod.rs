@@ -155,6 +155,34 @@ impl Ending {
     }
 }
 
+/// The lambda's `message` event for topic message `m` (public so that the
+/// capacity benchmark measures this very encoding).
+pub fn message_event(stream: StreamRef<'_>, m: &Message) -> Vec<u8> {
+    Event::Message {
+        stream,
+        topic: m.topic.as_str(),
+        id: &m.id,
+        data: &m.data,
+    }
+    .to_vec()
+}
+
+/// The lambda's `batch` event for the messages a subscription gathered.
+pub fn batch_event(stream: StreamRef<'_>, msgs: &[Arc<Message>]) -> Vec<u8> {
+    Event::Batch {
+        stream,
+        messages: msgs
+            .iter()
+            .map(|m| BatchMessage {
+                topic: m.topic.as_str(),
+                id: &m.id,
+                data: &m.data,
+            })
+            .collect(),
+    }
+    .to_vec()
+}
+
 /// The streams of one client connection.
 pub struct Connection {
     gw: Arc<Gateway>,
@@ -481,25 +509,8 @@ impl Connection {
                 remote_addr: &self.remote_addr,
             }
             .to_vec(),
-            Pending::Message(m) => Event::Message {
-                stream,
-                topic: m.topic.as_str(),
-                id: &m.id,
-                data: &m.data,
-            }
-            .to_vec(),
-            Pending::Batch(msgs) => Event::Batch {
-                stream,
-                messages: msgs
-                    .iter()
-                    .map(|m| BatchMessage {
-                        topic: m.topic.as_str(),
-                        id: &m.id,
-                        data: &m.data,
-                    })
-                    .collect(),
-            }
-            .to_vec(),
+            Pending::Message(m) => message_event(stream, m),
+            Pending::Batch(msgs) => batch_event(stream, msgs),
             Pending::ClientMessage(data) => Event::ClientMessage { stream, data }.to_vec(),
             Pending::Timer { name, fired_at_ms } => Event::Timer {
                 stream,
