@@ -1,5 +1,6 @@
 //! The `switchboard` binary: parse and validate config, bind, run, drain.
 
+use anyhow::Context;
 use clap::Parser;
 use switchboard::cli::{Cli, Command, LambdaCommand};
 use switchboard::ops::config::Config;
@@ -51,11 +52,14 @@ async fn serve(args: switchboard::cli::ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
         .with_writer(std::io::stderr)
         .init();
+    // Registered before the ready line: a signal sent as soon as a script
+    // sees that line must drain, not kill the process by default action.
+    let shutdown = shutdown_signal()?;
     let running = switchboard::start(config).await?;
     // Scripts and tests read this line to learn the bound port.
     println!("switchboard listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, apps = running.gateway.apps.len(), "serving");
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("draining");
     if !running.drain().await {
         tracing::warn!("drain timeout reached; exiting anyway");
@@ -63,13 +67,16 @@ async fn serve(args: switchboard::cli::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the
+/// first of either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

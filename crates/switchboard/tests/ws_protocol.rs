@@ -613,6 +613,17 @@ async fn a_working_lambda_control_opens() -> anyhow::Result<()> {
 
 // ---- Shutdown ---------------------------------------------------------------
 
+/// A signal sent the moment the ready line appears drains, not kills: the
+/// handlers are installed before the line is printed.
+#[tokio::test]
+async fn sigterm_at_the_ready_line_drains_and_exits_0() -> anyhow::Result<()> {
+    let mut gateway = pubsub().await?;
+    gateway.signal("TERM")?;
+    let status = gateway.wait_exit(Duration::from_secs(30)).await?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn sigterm_closes_clients_with_1012_and_exits_0() -> anyhow::Result<()> {
     let mut gateway = pubsub().await?;

@@ -369,6 +369,10 @@ pub async fn store_lost(kind: Kind) -> anyhow::Result<()> {
     assert_eq!(first.id, m1);
 
     broker.lose_store().await?;
+    // Nothing lands in the new store before a node took it up: its ids
+    // would be read against the old epoch.
+    let (status, body) = publish(&a.http_url(), None, &json!({"topic": topic, "data": 0})).await?;
+    assert_eq!(status, 503, "a publish right after the loss: {body}");
     // Publishes fail until the nodes notice and start a new store.
     let m2 = within(WAIT, "a publish into the new store", async {
         loop {

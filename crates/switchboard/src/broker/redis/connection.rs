@@ -98,14 +98,11 @@ async fn open(shared: &Arc<Shared>) -> redis::RedisResult<Session> {
         .await?;
     shared.script.prepare_invoke().load_async(&mut conn).await?;
     let fresh = format!("r{:016x}", rand::random::<u64>());
-    let (_, epoch): (Option<String>, String) = redis::pipe()
-        .cmd("SET")
-        .arg(keys::EPOCH_KEY)
+    let epoch: String = redis::Script::new(keys::EPOCH_SCRIPT)
+        .key(keys::EPOCH_KEY)
+        .key(keys::FLOOR_KEY)
         .arg(&fresh)
-        .arg("NX")
-        .cmd("GET")
-        .arg(keys::EPOCH_KEY)
-        .query_async(&mut conn)
+        .invoke_async(&mut conn)
         .await?;
     if shared.epoch.set(&epoch) {
         // Kept until every topic was told, even if this session fails first.

@@ -8,6 +8,10 @@ use switchboard_protocol::Topic;
 
 /// The epoch: set once with SET NX; gone (or different) when the store was lost.
 pub const EPOCH_KEY: &str = "sb:epoch";
+/// Set with the epoch: one millisecond past Redis's clock at that moment.
+/// A log created in this epoch starts at or after it, so its ids are later
+/// than every id of a lost store, even one lost in the same millisecond.
+pub const FLOOR_KEY: &str = "sb:floor";
 pub const CHANNEL_PREFIX: &str = "sb:live:";
 
 /// The topic's history: a Redis stream; entries hold `d` (data) and `k` (dedup key).
@@ -33,26 +37,60 @@ pub fn topic_of_channel(channel: &str) -> Option<Topic> {
     Topic::new(channel.strip_prefix(CHANNEL_PREFIX)?).ok()
 }
 
-/// Publishes one message atomically: dedup check, XADD, trim to the history
-/// bounds (count, bytes, age; the newest always stays), remember `last` and
-/// `cut`, and PUBLISH `id klen key data` to the topic's channel. Scripts run
-/// one at a time, so ids reach every subscriber in id order.
+/// Sets a new epoch (and its floor) unless one is set; answers the epoch.
 ///
-/// KEYS: log, meta[, dedup]. ARGV: data, dedup key or "", channel, max
-/// messages, max bytes, max age ms, dedup window ms, meta ttl ms.
+/// KEYS: epoch, floor. ARGV: a fresh epoch.
+pub const EPOCH_SCRIPT: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[2], string.format('%d', ms + 1))
+end
+return redis.call('GET', KEYS[1])
+"#;
+
+/// The error code the publish script answers when the epoch is not the
+/// caller's: the store was lost and this node has not reconnected yet.
+pub const EPOCH_MISMATCH: &str = "SBEPOCH";
+
+/// Publishes one message atomically: epoch check, dedup check, XADD, trim to
+/// the history bounds (count, bytes, age; the newest always stays), remember
+/// `last` and `cut`, and PUBLISH `id klen key data` to the topic's channel.
+/// Scripts run one at a time, so ids reach every subscriber in id order.
+///
+/// A new log's first id is explicit: no earlier than the epoch's floor and
+/// past the topic's `last`, so ids keep increasing across a lost store.
+///
+/// KEYS: log, meta, epoch, floor[, dedup]. ARGV: data, dedup key or "",
+/// channel, max messages, max bytes, max age ms, dedup window ms, meta ttl
+/// ms, the caller's epoch.
 pub const PUBLISH_SCRIPT: &str = r#"
 local log, meta = KEYS[1], KEYS[2]
 local data, key, channel = ARGV[1], ARGV[2], ARGV[3]
 local max_n, max_b, max_age = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if KEYS[3] then
-  local first = redis.call('GET', KEYS[3])
+if redis.call('GET', KEYS[3]) ~= ARGV[9] then
+  return redis.error_reply('SBEPOCH the store was lost; reconnecting')
+end
+if KEYS[5] then
+  local first = redis.call('GET', KEYS[5])
   if first then return first end
+end
+local xid = '*'
+if redis.call('EXISTS', log) == 0 then
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local floor = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+  if floor > ms then ms = floor end
+  local prev = redis.call('HGET', meta, 'last')
+  local prev_ms = prev and tonumber(string.match(prev, '^(%d+)'))
+  if prev_ms and prev_ms >= ms then ms = prev_ms + 1 end
+  xid = string.format('%d-0', ms)
 end
 local id
 if key ~= '' then
-  id = redis.call('XADD', log, '*', 'd', data, 'k', key)
+  id = redis.call('XADD', log, xid, 'd', data, 'k', key)
 else
-  id = redis.call('XADD', log, '*', 'd', data)
+  id = redis.call('XADD', log, xid, 'd', data)
 end
 local len = redis.call('XLEN', log)
 local bytes
@@ -81,7 +119,7 @@ if cut then redis.call('HSET', meta, 'cut', cut) end
 redis.call('HSET', meta, 'last', id, 'bytes', bytes)
 redis.call('PEXPIRE', log, max_age)
 redis.call('PEXPIRE', meta, ARGV[8])
-if KEYS[3] then redis.call('SET', KEYS[3], id, 'PX', ARGV[7]) end
+if KEYS[5] then redis.call('SET', KEYS[5], id, 'PX', ARGV[7]) end
 redis.call('PUBLISH', channel, id .. ' ' .. #key .. ' ' .. key .. data)
 return id
 "#;

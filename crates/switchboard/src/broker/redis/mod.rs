@@ -187,15 +187,18 @@ impl Shared {
         conn: &mut MultiplexedConnection,
         messages: &[Publication],
     ) -> redis::RedisResult<Vec<String>> {
+        let epoch = self.epoch.get();
         let mut pipe = redis::pipe();
         for p in messages {
             let dedup = p.dedup_key.as_deref().map(|k| keys::dedup_key(&p.topic, k));
             let cmd = pipe
                 .cmd("EVALSHA")
                 .arg(self.script.get_hash())
-                .arg(if dedup.is_some() { 3 } else { 2 })
+                .arg(if dedup.is_some() { 5 } else { 4 })
                 .arg(keys::log_key(&p.topic))
-                .arg(keys::meta_key(&p.topic));
+                .arg(keys::meta_key(&p.topic))
+                .arg(keys::EPOCH_KEY)
+                .arg(keys::FLOOR_KEY);
             if let Some(d) = dedup {
                 cmd.arg(d);
             }
@@ -206,7 +209,8 @@ impl Shared {
                 .arg(self.history.max_bytes)
                 .arg(self.history.max_age.as_millis() as u64)
                 .arg(self.dedup_window.as_millis().max(1) as u64)
-                .arg(META_TTL.as_millis() as u64);
+                .arg(META_TTL.as_millis() as u64)
+                .arg(epoch);
         }
         pipe.query_async(conn).await
     }
@@ -279,6 +283,13 @@ impl Broker for RedisBroker {
                         .await
                         .map_err(unavailable)?;
                     self.shared.publish_batch(&mut conn, &messages).await
+                }
+                Err(e) if e.code() == Some(keys::EPOCH_MISMATCH) => {
+                    // Nothing was written: the store was replaced under this
+                    // node. Not ready until the next session (its ping sees
+                    // the new epoch within PING_EVERY) takes the new epoch.
+                    self.shared.ready.store(false, Ordering::Release);
+                    return Err(unavailable("Redis lost its store; reconnecting"));
                 }
                 other => other,
             }
