@@ -10,6 +10,14 @@
 #            batch_window_us BATCH_WINDOW_US, default 500: the defaults)
 #   nobatch  app `bench`, max_batch = 1: one event per lambda request
 #
+# Two shapes of load (SHAPE, default fanout):
+#
+#   fanout   one topic: each message is SUBS events to the lambda at once
+#            (a burst; the p50 event waits behind half the burst)
+#   spread   one topic per subscriber, RATES msg/s on each (the same events/s
+#            in all): events reach the lambda as a steady flow, so the added
+#            latency is the lambda round trip and the batching around it
+#
 # Per step: deliveries/s, events/s and requests/s through the lambda (the
 # gateway's switchboard_app_lambda_events / lambda_calls over the measured
 # window), events per request, mean lambda request time, latency
@@ -32,6 +40,12 @@ RATES="${RATES:-5 10 25}"
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-5}"
 MODES="${MODES:-direct batch nobatch}"
+SHAPE="${SHAPE:-fanout}"
+case "$SHAPE" in
+    fanout) TOPICS=1 ;;
+    spread) TOPICS="$SUBS" ;;
+    *) echo "unknown SHAPE $SHAPE (fanout, spread)" >&2; exit 2 ;;
+esac
 MAX_BATCH="${MAX_BATCH:-100}"
 BATCH_WINDOW_US="${BATCH_WINDOW_US:-500}"
 SETTLE=2
@@ -45,7 +59,7 @@ cfg="$(mktemp /tmp/switchboard-bench-lambda-cfg.XXXXXX)"
 samples="$(mktemp /tmp/switchboard-bench-lambda-samples.XXXXXX)"
 trap 'stop_sampler; stop_lambda; stop_server; rm -f "$cfg" "$samples"' EXIT
 
-summary="$RESULTS/lambda-$SUBS-$run.tsv"
+summary="$RESULTS/lambda-$SHAPE-$SUBS-$run.tsv"
 printf 'mode\trate\tdeliv/s\toffered/s\tlambda_ev/s\tlambda_req/s\tev/req\treq_us\tp50_us\tp90_us\tp99_us\tadded_p50_us\tsrv_cpu%%\tlambda_cpu%%\tlost\tverdict\n' | tee "$summary"
 declare -A direct_p50=()
 for mode in $MODES; do
@@ -66,13 +80,13 @@ batch_window_us = $BATCH_WINDOW_US
 EOF
     start_server --config "$cfg"
     for rate in $RATES; do
-        out="$RESULTS/lambda-$mode-${SUBS}x${rate}-$run.json"
+        out="$RESULTS/lambda-$SHAPE-$mode-${SUBS}x${rate}-$run.json"
         : >"$samples"
         start_sampler "$samples" "$SERVER_URL" bench "$SERVER_PID" "$LAMBDA_PID"
         "${BENCH_TASKSET[@]}" "$BENCH_BIN" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
-            --app "$app" --subscribers "$SUBS" --topics 1 --rate "$rate" \
+            --app "$app" --subscribers "$SUBS" --topics "$TOPICS" --rate "$((rate * TOPICS))" \
             --duration "$DURATION" --warmup "$WARMUP" --settle "$SETTLE" \
-            --label "lambda-$mode" --json-out "$out" "$@" >&2 || true
+            --label "lambda-$SHAPE-$mode" --json-out "$out" "$@" >&2 || true
         stop_sampler
         if [[ ! -s "$out" ]]; then
             echo "no report for $mode at $rate msg/s" >&2

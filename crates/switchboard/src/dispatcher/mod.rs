@@ -13,7 +13,7 @@ use bytes::Bytes;
 use switchboard_protocol::lambda::{self, Action, EventResult};
 use switchboard_protocol::publish;
 use switchboard_protocol::AppName;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -61,6 +61,9 @@ struct Worker {
     broker: Arc<dyn Broker>,
     stats: Arc<AppStats>,
     calls: Arc<Semaphore>,
+    /// Signalled as each call ends: a batch gathering behind busy calls
+    /// goes out then, not only when the window closes.
+    call_ended: Notify,
     circuit: circuit::Circuit,
     sinks: Arc<Sinks>,
     /// Print each exchange (`switchboard dev`).
@@ -95,6 +98,7 @@ impl Dispatcher {
             broker: shared.broker.clone(),
             stats,
             calls,
+            call_ended: Notify::new(),
         });
         shared
             .tracker
@@ -136,8 +140,11 @@ impl Worker {
             };
             let Some(first) = first else { break };
             let mut batch = vec![first];
-            // Gather over a window only while calls are in flight: an idle
-            // lambda gets each event at once, a busy one gets full batches.
+            // Gather only while calls are in flight, as Nagle's algorithm
+            // does while data is unacknowledged: an idle lambda gets each
+            // event at once; behind a busy one, what queued goes out when a
+            // call ends, the batch is full, or the window closes, whichever
+            // comes first. A steady flow then pays about one round trip.
             let busy = self.calls.available_permits() < self.cfg.max_concurrency;
             let deadline = Instant::now()
                 + if busy {
@@ -145,14 +152,23 @@ impl Worker {
                 } else {
                     Duration::ZERO
                 };
+            let ended = self.call_ended.notified();
+            tokio::pin!(ended);
+            // Registered now: a call that ends from here on is seen.
+            ended.as_mut().enable();
             while batch.len() < self.cfg.max_batch {
                 match rx.try_recv() {
                     Ok(j) => batch.push(j),
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(j)) => batch.push(j),
-                            _ => break,
+                        tokio::select! {
+                            biased;
+                            j = rx.recv() => match j {
+                                Some(j) => batch.push(j),
+                                None => break,
+                            },
+                            () = &mut ended => break,
+                            () = tokio::time::sleep_until(deadline) => break,
                         }
                     }
                 }
@@ -164,6 +180,7 @@ impl Worker {
             tracker.spawn(async move {
                 this.call(batch).await;
                 drop(permit);
+                this.call_ended.notify_waiters();
             });
         }
     }
