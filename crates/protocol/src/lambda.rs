@@ -119,8 +119,10 @@ fn default_close_code() -> u16 {
 }
 
 /// One action in a lambda's answer. On the wire it is internally tagged
-/// (`{"type":"push",..}`); serde cannot read `RawValue` fields inside an
-/// internally tagged enum, so [`Action::parse`] retags it externally first.
+/// (`{"type":"push",..}`); [`Action::parse`] reads it in one pass
+/// (`lambda/read.rs`): serde's internally tagged enums cannot hold
+/// `RawValue` fields. The derived `Deserialize` reads the externally tagged
+/// form (`{"push":{..}}`); the tests use it as the reference reading.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -183,29 +185,7 @@ impl Action {
     /// them that `push`, `publish` and `buffer` data and `set_state` state
     /// are readable by strict JSON readers ([`crate::data::check`]).
     pub fn parse(raw: &RawValue) -> Result<Self, ActionError> {
-        let mut fields: std::collections::BTreeMap<String, Box<RawValue>> =
-            serde_json::from_str(raw.get())
-                .map_err(|e| ActionError(format!("an action must be an object: {e}")))?;
-        let kind = fields
-            .remove("type")
-            .ok_or_else(|| ActionError("action has no \"type\"".into()))?;
-        let kind: String = serde_json::from_str(kind.get())
-            .map_err(|_| ActionError("action \"type\" must be a string".into()))?;
-        let mut retagged = Vec::with_capacity(raw.get().len() + 8);
-        retagged.push(b'{');
-        crate::write_json_str(&mut retagged, &kind);
-        retagged.extend_from_slice(b":{");
-        for (i, (k, v)) in fields.iter().enumerate() {
-            if i > 0 {
-                retagged.push(b',');
-            }
-            crate::write_json_str(&mut retagged, k);
-            retagged.push(b':');
-            retagged.extend_from_slice(v.get().as_bytes());
-        }
-        retagged.extend_from_slice(b"}}");
-        let a: Action =
-            serde_json::from_slice(&retagged).map_err(|e| ActionError(e.to_string()))?;
+        let a = read::action(raw)?;
         match &a {
             Action::Reject { code, .. } if !(400..=599).contains(code) => {
                 Err(ActionError(format!("reject code {code} is not 400-599")))
@@ -275,14 +255,16 @@ pub enum ResponseError {
 }
 
 #[derive(Deserialize)]
-struct RawResponse {
-    results: Vec<RawResult>,
+struct RawResponse<'a> {
+    #[serde(borrow)]
+    results: Vec<RawResult<'a>>,
 }
 
+/// One result's actions, borrowed from the answer until each is read.
 #[derive(Deserialize)]
-struct RawResult {
-    #[serde(default)]
-    actions: Vec<Box<RawValue>>,
+struct RawResult<'a> {
+    #[serde(default, borrow)]
+    actions: Vec<&'a RawValue>,
 }
 
 /// The actions of one event: each parsed on its own, so one bad action is
@@ -302,9 +284,10 @@ pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<EventResult>, 
     Ok(raw
         .results
         .into_iter()
-        .map(|r| r.actions.iter().map(|a| Action::parse(a)).collect())
+        .map(|r| r.actions.into_iter().map(Action::parse).collect())
         .collect())
 }
 
+mod read;
 #[cfg(test)]
 mod tests;

@@ -200,3 +200,77 @@ proptest! {
         let _ = parse_response(s.as_bytes(), n);
     }
 }
+
+/// The reading before `lambda/read.rs`: the object into a map, retagged
+/// externally (`{"push":{..}}`), then serde's derived enum. Kept as the
+/// reference the single-pass reader is checked against.
+fn reference_action(raw: &RawValue) -> Result<Action, String> {
+    let mut fields: std::collections::BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    let kind = fields.remove("type").ok_or("no type")?;
+    let kind: String = serde_json::from_str(kind.get()).map_err(|e| e.to_string())?;
+    let mut retagged = Vec::new();
+    retagged.push(b'{');
+    crate::write_json_str(&mut retagged, &kind);
+    retagged.extend_from_slice(b":{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            retagged.push(b',');
+        }
+        crate::write_json_str(&mut retagged, k);
+        retagged.push(b':');
+        retagged.extend_from_slice(v.get().as_bytes());
+    }
+    retagged.extend_from_slice(b"}}");
+    serde_json::from_slice(&retagged).map_err(|e| e.to_string())
+}
+
+#[test]
+fn errors_name_the_action_and_field() {
+    let p = |s: &str| Action::parse(&serde_json::from_str::<Box<RawValue>>(s).unwrap());
+    assert_eq!(
+        p(r#"{"type":"push"}"#).unwrap_err().0,
+        "push: missing field `data`"
+    );
+    assert!(p(r#"{"type":"subscribe","topic":5}"#)
+        .unwrap_err()
+        .0
+        .starts_with("subscribe: field `topic`: "));
+    assert!(p(r#"{"type":"nope"}"#)
+        .unwrap_err()
+        .0
+        .starts_with("unknown action type \"nope\""));
+    assert_eq!(
+        p(r#"{"type":5}"#).unwrap_err().0,
+        "action \"type\" must be a string"
+    );
+    assert_eq!(p(r#"{"data":1}"#).unwrap_err().0, "action has no \"type\"");
+    // A repeated field keeps its last value, as in a map.
+    assert!(matches!(
+        p(r#"{"type":"close","code":1,"code":4001}"#),
+        Ok(Action::Close { code: 4001, .. })
+    ));
+    // Escaped keys and a type with an escape are read like plain ones.
+    assert!(matches!(
+        p(r#"{"typ\u0065":"p\u0075sh","d\u0061ta":[1]}"#),
+        Ok(Action::Push { .. })
+    ));
+}
+
+proptest! {
+    /// The single-pass reader agrees with the reference reading: the same
+    /// action where both read one, and a refusal where the reference refuses.
+    #[test]
+    fn single_pass_reader_matches_the_reference(
+        s in r#"\{"type":"(accept|reject|subscribe|unsubscribe|push|publish|set_state|timer|cancel_timer|buffer|close|x)"(,"(topic|code|reason|deliver|rate_limit|dedup|batch|data|event|dedup_key|state|name|every_ms|after_ms|sink|other)":(1|4001|403|-5|"a/b"|"direct"|"x y"|null|\{\}|\[1\]|true|\{"per_second":2,"burst":1\}|\{"window_ms":5\}|\{"max_messages":2,"max_delay_ms":9\}|1e999)){0,5}\}"#,
+    ) {
+        let raw: Box<RawValue> = serde_json::from_str(&s).unwrap();
+        let ours = read::action(&raw);
+        let reference = reference_action(&raw);
+        match (&ours, &reference) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(format!("{a:?}"), format!("{b:?}"), "{}", s),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "{}: ours {:?}, reference {:?}", s, ours, reference),
+        }
+    }
+}
