@@ -82,6 +82,9 @@ else
     cargo test --workspace
 fi
 
+step "Bench helper tests (bench/test_grip_origin.py)"
+python3 bench/test_grip_origin.py
+
 step "Doctests"
 cargo test --workspace --doc
 
