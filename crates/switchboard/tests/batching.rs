@@ -1,5 +1,6 @@
 //! The dispatcher's batching across streams, seen at a lambda in the test
-//! (test_support::extra::MockLambda) whose first call is held: an idle
+//! (test_support::extra::MockLambda) whose first call is held until the
+//! test lets it go: an idle
 //! lambda gets an event at once, in a request of its own; events of other
 //! streams that queue while that call is in flight go out together in the
 //! next request, as soon as the call ends, not when `batch_window_us` (set
@@ -7,17 +8,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{answer_each, gateway_with_config, MockLambda, MockReply};
+use test_support::extra::{
+    answer_each, gateway_with_config, wait_app_metric, MockLambda, MockReply,
+};
 use test_support::{eventually, TempDir, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const APP: &str = "batched";
-/// How long the lambda holds its first request: long enough for the other
-/// streams' opens to queue behind it.
-const HOLD: Duration = Duration::from_millis(1500);
 
 fn accept(event: &Value) -> Vec<Value> {
     if event["type"] == "open" {
@@ -44,10 +43,11 @@ fn opened_streams(request: &Value) -> Vec<String> {
 async fn events_behind_a_busy_call_go_out_together_when_it_ends() -> anyhow::Result<()> {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
+    let (release, gate) = tokio::sync::watch::channel(false);
     let lambda = MockLambda::start(Arc::new(move |req| {
         let answer = MockReply::Json(answer_each(req, accept));
         if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            MockReply::Delay(HOLD, Box::new(answer))
+            MockReply::Gated(gate.clone(), Box::new(answer))
         } else {
             answer
         }
@@ -75,7 +75,8 @@ async fn events_behind_a_busy_call_go_out_together_when_it_ends() -> anyhow::Res
     })
     .await?;
 
-    // While the first call is held, three more streams open.
+    // While the first call is held, three more streams open; their opens
+    // reach the dispatcher's queue (the gateway counts them as events).
     let mut others = Vec::new();
     for name in ["s1", "s2", "s3"] {
         let mut ws = WsClient::connect(&gateway.ws_url("/v1/ws")).await?;
@@ -85,6 +86,10 @@ async fn events_behind_a_busy_call_go_out_together_when_it_ends() -> anyhow::Res
         .await?;
         others.push((name, ws));
     }
+
+    wait_app_metric(&gateway.http_url(), "lambda_queue", APP, WAIT, |n| n == 3.0).await?;
+    assert_eq!(lambda.request_count(), 1, "nothing else went out meanwhile");
+    release.send_replace(true);
 
     // All of them open within WAIT, far inside the minute-long window.
     assert_eq!(first.open_reply("s0").await?["type"], "opened");

@@ -386,6 +386,8 @@ pub enum MockReply {
     Raw(u16, String),
     /// Waits, then answers.
     Delay(Duration, Box<MockReply>),
+    /// Waits until the test opens the gate (sends `true`), then answers.
+    Gated(tokio::sync::watch::Receiver<bool>, Box<MockReply>),
     /// Drops the connection without answering.
     Hangup,
 }
@@ -520,6 +522,11 @@ async fn serve_mock_connection(mut tcp: TcpStream, shared: Arc<MockShared>) {
                 MockReply::Raw(status, text) => break (status, text),
                 MockReply::Delay(d, then) => {
                     tokio::time::sleep(d).await;
+                    reply = *then;
+                }
+                MockReply::Gated(mut gate, then) => {
+                    // A dropped sender opens the gate too: never hang a test.
+                    let _ = gate.wait_for(|open| *open).await;
                     reply = *then;
                 }
                 MockReply::Hangup => return,

@@ -125,8 +125,13 @@ impl<'a> Fields<'a> {
     }
 
     fn typed<T: DeserializeOwned>(raw: &RawValue, f: Field) -> Result<T, ActionError> {
-        serde_json::from_str(raw.get())
-            .map_err(|e| ActionError(format!("field `{}`: {e}", NAMES[f as usize])))
+        serde_json::from_str(raw.get()).map_err(|e| {
+            // serde_json's "at line L column C" would count from the start
+            // of this field's value, not of the answer: left out.
+            let text = e.to_string();
+            let what = text.rsplit_once(" at line ").map_or(&*text, |(w, _)| w);
+            ActionError(format!("field `{}`: {what}", NAMES[f as usize]))
+        })
     }
 
     /// A field the action needs.

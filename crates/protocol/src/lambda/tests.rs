@@ -232,10 +232,9 @@ fn errors_name_the_action_and_field() {
         p(r#"{"type":"push"}"#).unwrap_err().0,
         "push: missing field `data`"
     );
-    assert!(p(r#"{"type":"subscribe","topic":5}"#)
-        .unwrap_err()
-        .0
-        .starts_with("subscribe: field `topic`: "));
+    let e = p(r#"{"type":"subscribe","topic":5}"#).unwrap_err().0;
+    assert!(e.starts_with("subscribe: field `topic`: "), "{e}");
+    assert!(!e.contains(" at line "), "{e}");
     assert!(p(r#"{"type":"nope"}"#)
         .unwrap_err()
         .0

@@ -52,6 +52,7 @@ const QUEUE: usize = 65_536;
 #[derive(Clone)]
 pub struct Dispatcher {
     tx: mpsc::Sender<Job>,
+    stats: Arc<AppStats>,
 }
 
 struct Worker {
@@ -96,23 +97,33 @@ impl Dispatcher {
             cfg,
             client: shared.client.clone(),
             broker: shared.broker.clone(),
-            stats,
+            stats: stats.clone(),
             calls,
             call_ended: Notify::new(),
         });
         shared
             .tracker
             .spawn(worker.run(rx, shared.tracker.clone(), shared.stop.clone()));
-        Self { tx }
+        Self { tx, stats }
     }
 
     /// Queues an event; a full queue fails it at once (counted, `on_failure` applies).
     pub fn submit(&self, job: Job) {
-        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
-            self.tx.try_send(job)
-        {
-            reply(job.reply, Err(CallError::Overloaded));
+        match self.tx.try_send(job) {
+            Ok(()) => self.stats.lambda_queue.add(1),
+            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+                reply(job.reply, Err(CallError::Overloaded));
+            }
         }
+    }
+}
+
+/// Notifies the worker when dropped (after the permit, declared later).
+struct CallEnded<'a>(&'a Notify);
+
+impl Drop for CallEnded<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
     }
 }
 
@@ -145,6 +156,10 @@ impl Worker {
             // event at once; behind a busy one, what queued goes out when a
             // call ends, the batch is full, or the window closes, whichever
             // comes first. A steady flow then pays about one round trip.
+            // `ended` exists before the permits are read: a call seen busy
+            // returns its permit before it notifies, so its end is seen.
+            let ended = self.call_ended.notified();
+            tokio::pin!(ended);
             let busy = self.calls.available_permits() < self.cfg.max_concurrency;
             let deadline = Instant::now()
                 + if busy {
@@ -152,10 +167,6 @@ impl Worker {
                 } else {
                     Duration::ZERO
                 };
-            let ended = self.call_ended.notified();
-            tokio::pin!(ended);
-            // Registered now: a call that ends from here on is seen.
-            ended.as_mut().enable();
             while batch.len() < self.cfg.max_batch {
                 match rx.try_recv() {
                     Ok(j) => batch.push(j),
@@ -176,11 +187,14 @@ impl Worker {
             let Ok(permit) = self.calls.clone().acquire_owned().await else {
                 break;
             };
+            self.stats.lambda_queue.add(-(batch.len() as i64));
             let this = self.clone();
             tracker.spawn(async move {
+                // Dropped in this order even if the call panics: the permit
+                // returns, then a worker gathering behind it is told.
+                let _ended = CallEnded(&this.call_ended);
+                let _permit = permit;
                 this.call(batch).await;
-                drop(permit);
-                this.call_ended.notify_waiters();
             });
         }
     }

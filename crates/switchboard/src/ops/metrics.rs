@@ -73,6 +73,7 @@ stats!(
         streams_rejected: Counter = "Opens rejected (by the lambda, unknown app or failure)",
         subscriptions: Gauge = "Live topic subscriptions of this app's streams",
         lambda_calls: Counter = "HTTP requests to the lambda, retries included",
+        lambda_queue: Gauge = "Events waiting in the dispatcher for a lambda request",
         lambda_events: Counter = "Events sent to the lambda, retries included",
         lambda_micros: Counter = "Microseconds spent waiting for lambda answers",
         lambda_failures: Counter = "Failed lambda requests (status, timeout, connect, bad answer)",

@@ -321,6 +321,7 @@ async fn ping(
         tokio::select! {
             () = lost.cancelled() => return,
             _ = tick.tick() => {}
+            () = shared.recheck.notified() => {}
         }
         let checks = async {
             let epoch: Option<String> = redis::cmd("GET")

@@ -41,6 +41,8 @@ struct Shared {
     epoch: EpochCell,
     /// The store was lost (new epoch) and not every stream got its `gap` yet.
     store_lost: AtomicBool,
+    /// A publish was refused for its epoch: the session's ping checks now.
+    recheck: tokio::sync::Notify,
     state: Mutex<State>,
     commands_tx: mpsc::Sender<Command>,
     script: redis::Script,
@@ -99,6 +101,7 @@ impl RedisBroker {
             ready: AtomicBool::new(false),
             epoch: EpochCell::new(),
             store_lost: AtomicBool::new(false),
+            recheck: tokio::sync::Notify::new(),
             state: Mutex::new(State::default()),
             commands_tx,
             script: redis::Script::new(keys::PUBLISH_SCRIPT),
@@ -188,7 +191,10 @@ impl Shared {
         messages: &[Publication],
     ) -> redis::RedisResult<Vec<String>> {
         let epoch = self.epoch.get();
+        // One transaction: a store lost mid-batch fails all of it, not the
+        // tail after messages that already went out live.
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for p in messages {
             let dedup = p.dedup_key.as_deref().map(|k| keys::dedup_key(&p.topic, k));
             let cmd = pipe
@@ -214,6 +220,14 @@ impl Shared {
         }
         pipe.query_async(conn).await
     }
+}
+
+/// Whether `e`, or any command's error in a failed pipeline, has `code`.
+fn has_code(e: &redis::RedisError, code: &str) -> bool {
+    e.code() == Some(code)
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, s)| s.code() == code))
 }
 
 /// An XRANGE entry `[id, [field, value, ...]]` as a message.
@@ -273,28 +287,28 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'_, Result<Vec<Arc<str>>, BrokerError>> {
         Box::pin(async move {
             let mut conn = self.shared.conn()?;
-            let ids = match self.shared.publish_batch(&mut conn, &messages).await {
-                Err(e) if e.code() == Some("NOSCRIPT") => {
-                    // The script cache was flushed: nothing of the batch ran.
-                    self.shared
-                        .script
-                        .prepare_invoke()
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(unavailable)?;
-                    self.shared.publish_batch(&mut conn, &messages).await
-                }
-                Err(e) if e.code() == Some(keys::EPOCH_MISMATCH) => {
-                    // Nothing was written: the store was replaced under this
-                    // node. Not ready until the next session (its ping sees
-                    // the new epoch within PING_EVERY) takes the new epoch.
-                    self.shared.ready.store(false, Ordering::Release);
-                    return Err(unavailable("Redis lost its store; reconnecting"));
-                }
-                other => other,
+            let mut result = self.shared.publish_batch(&mut conn, &messages).await;
+            if matches!(&result, Err(e) if has_code(e, "NOSCRIPT")) {
+                // The script cache was flushed: nothing of the batch ran.
+                self.shared
+                    .script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                result = self.shared.publish_batch(&mut conn, &messages).await;
             }
-            .map_err(unavailable)?;
-            Ok(ids.into_iter().map(Arc::from).collect())
+            match result {
+                Err(e) if has_code(&e, keys::EPOCH_MISMATCH) => {
+                    // Nothing of the batch was written (MULTI/EXEC: every
+                    // script saw the same epoch): the store was replaced
+                    // under this node. Its session checks now and reconnects.
+                    self.shared.recheck.notify_one();
+                    Err(unavailable("Redis lost its store; reconnecting"))
+                }
+                Err(e) => Err(unavailable(e)),
+                Ok(ids) => Ok(ids.into_iter().map(Arc::from).collect()),
+            }
         })
     }
 
