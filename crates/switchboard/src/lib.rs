@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 pub struct Running {
     pub gateway: Arc<Gateway>,
     pub addr: std::net::SocketAddr,
+    /// Ends the accept loop, which drops the listener.
+    stop_accepting: tokio_util::sync::CancellationToken,
+    accepting: tokio::task::JoinHandle<()>,
 }
 
 /// Binds the listener and starts serving in the background.
@@ -31,10 +34,18 @@ pub async fn start(config: ops::config::Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let gateway = Gateway::new(config).await?;
-    gateway
-        .tracker
-        .spawn(transport::http::serve(gateway.clone(), listener));
-    Ok(Running { gateway, addr })
+    let stop_accepting = tokio_util::sync::CancellationToken::new();
+    let accepting = tokio::spawn(transport::http::serve(
+        gateway.clone(),
+        listener,
+        stop_accepting.clone(),
+    ));
+    Ok(Running {
+        gateway,
+        addr,
+        stop_accepting,
+        accepting,
+    })
 }
 
 impl Running {
@@ -43,6 +54,10 @@ impl Running {
     pub async fn drain(self) -> bool {
         let gw = &self.gateway;
         let deadline = tokio::time::Instant::now() + gw.config.drain_timeout;
+        // The listener is closed before any client hears of the drain: a
+        // client that reconnects at its 1012 must not reach this node.
+        self.stop_accepting.cancel();
+        let _ = tokio::time::timeout_at(deadline, self.accepting).await;
         gw.begin_drain();
         gw.tracker.close();
         let connections = tokio::time::timeout_at(deadline, gw.tracker.wait())

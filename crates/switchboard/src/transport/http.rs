@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use switchboard_protocol::AppName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Gateway;
 use crate::ops::api;
@@ -73,11 +74,12 @@ pub fn text_response(status: u16, content_type: &str, body: String) -> Response 
         .unwrap_or_else(|_| hyper::Response::new(Body::Full(None)))
 }
 
-/// Accepts connections until the drain starts.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
+/// Accepts connections until `stop` is cancelled (the drain's first step);
+/// returning drops the listener.
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationToken) {
     loop {
         tokio::select! {
-            _ = gw.shutdown.cancelled() => break,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
                     let _ = tcp.set_nodelay(true);
