@@ -228,6 +228,30 @@ async fn send(
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
 
+/// Points `slices` at up to [`MAX_IOV`] of `segs`; returns how many.
+fn io_slices<'a>(segs: &'a [Bytes], slices: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+    let n = segs.len().min(MAX_IOV);
+    for (slot, seg) in slices.iter_mut().zip(&segs[..n]) {
+        *slot = IoSlice::new(seg);
+    }
+    n
+}
+
+/// After a vectored write of `n` bytes from `segs[*done..]`: moves `done`
+/// past the segments written whole and advances the one written in part.
+fn consume(segs: &mut [Bytes], done: &mut usize, mut n: usize) {
+    while n > 0 && *done < segs.len() {
+        let len = segs[*done].len();
+        if n >= len {
+            n -= len;
+            *done += 1;
+        } else {
+            segs[*done].advance(n);
+            n = 0;
+        }
+    }
+}
+
 /// Writes what the socket takes without waiting; `true` when all of it went.
 /// What was written is removed from `segs`.
 fn write_now(tcp: &TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<bool> {
@@ -237,24 +261,10 @@ fn write_now(tcp: &TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<bool> {
             break Ok(true);
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let n_slices = (segs.len() - done).min(MAX_IOV);
-        for (slot, seg) in slices.iter_mut().zip(&segs[done..done + n_slices]) {
-            *slot = IoSlice::new(seg);
-        }
+        let n_slices = io_slices(&segs[done..], &mut slices);
         match tcp.try_write_vectored(&slices[..n_slices]) {
             Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                while n > 0 {
-                    let len = segs[done].len();
-                    if n >= len {
-                        n -= len;
-                        done += 1;
-                    } else {
-                        segs[done].advance(n);
-                        n = 0;
-                    }
-                }
-            }
+            Ok(n) => consume(segs, &mut done, n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(false),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(e),
@@ -304,27 +314,17 @@ async fn write_all(
     timeout: Duration,
 ) -> std::io::Result<()> {
     let write = async {
-        let mut i = 0;
-        while i < segs.len() {
-            let slices: Vec<IoSlice<'_>> = segs[i..]
-                .iter()
-                .take(256)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            let mut n = tcp.write_vectored(&slices).await?;
+        let mut done = 0;
+        while done < segs.len() {
+            let n = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let n_slices = io_slices(&segs[done..], &mut slices);
+                tcp.write_vectored(&slices[..n_slices]).await?
+            };
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
-            while n > 0 && i < segs.len() {
-                let len = segs[i].len();
-                if n >= len {
-                    n -= len;
-                    i += 1;
-                } else {
-                    segs[i].advance(n);
-                    n = 0;
-                }
-            }
+            consume(segs, &mut done, n);
         }
         Ok(())
     };
