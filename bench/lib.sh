@@ -144,6 +144,26 @@ children() {
     echo "$pids"
 }
 
+# await_group PGID NAME TRIES CHECK LOG...: runs CHECK (a command) every
+# 0.1 s, at most TRIES times, while the process group PGID lives; 0 once
+# CHECK succeeds. Otherwise says why and shows the end of each LOG.
+await_group() {
+    local pgid="$1" name="$2" tries="$3" check="$4" i
+    shift 4
+    for i in $(seq 1 "$tries"); do
+        if ! kill -0 "$pgid" 2>/dev/null; then
+            echo "$name exited at start:" >&2
+            tail -n 20 "$@" >&2 || true
+            return 1
+        fi
+        "$check" && return 0
+        sleep 0.1
+    done
+    echo "$name did not answer within $((tries / 10)) s" >&2
+    tail -n 20 "$@" >&2 || true
+    return 1
+}
+
 # check_group PID NAME: waits (up to 2 s) until PID, just started as
 # `setsid CMD &`, leads its own process group (setsid ran and did not fork).
 check_group() {
@@ -270,22 +290,8 @@ EOF
     check_group "$PUSHPIN_PGID" pushpin || return 1
     SERVER_URL="http://127.0.0.1:$http_port"
     PUBLISH_URL="http://127.0.0.1:$pub_port"
-    for i in $(seq 1 150); do
-        if ! kill -0 "$PUSHPIN_PGID" 2>/dev/null; then
-            echo "pushpin exited at start:" >&2
-            tail -n 20 "$d"/log/*.log >&2 || true
-            return 1
-        fi
-        if tcp_open "$pub_port" && http_ok "$SERVER_URL/health"; then
-            break
-        fi
-        sleep 0.1
-    done
-    if ! http_ok "$SERVER_URL/health"; then
-        echo "pushpin did not answer through to the origin within 15 s" >&2
-        tail -n 20 "$d"/log/*.log >&2 || true
-        return 1
-    fi
+    pushpin_up() { tcp_open "$pub_port" && http_ok "$SERVER_URL/health"; }
+    await_group "$PUSHPIN_PGID" pushpin 150 pushpin_up "$d"/log/*.log || return 1
     SERVER_PIDS="$PUSHPIN_PGID,$(children "$PUSHPIN_PGID")"
     echo "pushpin $("$PUSHPIN_BIN" --version 2>/dev/null | head -n1) pids $SERVER_PIDS at $SERVER_URL (publish $PUBLISH_URL), origin pid $ORIGIN_PID; dir $d" >&2
 }
@@ -373,20 +379,8 @@ EOF
     check_group "$NCHAN_PGID" nginx || return 1
     SERVER_URL="http://127.0.0.1:$port"
     PUBLISH_URL="$SERVER_URL"
-    for i in $(seq 1 100); do
-        if ! kill -0 "$NCHAN_PGID" 2>/dev/null; then
-            echo "nginx exited at start:" >&2
-            cat "$d/logs/stderr.log" "$d/logs/error.log" >&2 || true
-            return 1
-        fi
-        http_ok "$SERVER_URL/health" && break
-        sleep 0.1
-    done
-    if ! http_ok "$SERVER_URL/health"; then
-        echo "nginx did not answer within 10 s" >&2
-        cat "$d/logs/error.log" >&2 || true
-        return 1
-    fi
+    nchan_up() { http_ok "$SERVER_URL/health"; }
+    await_group "$NCHAN_PGID" nginx 100 nchan_up "$d/logs/stderr.log" "$d/logs/error.log" || return 1
     local workers=""
     for i in $(seq 1 50); do
         workers="$(children "$NCHAN_PGID")"

@@ -318,6 +318,11 @@ impl Http {
         self.request_into(&path, body, &mut req);
         self.req = req;
         let res = self.exchange().await;
+        self.reset_on_err(res)
+    }
+
+    /// Drops the connection when `res` failed: what is left on it is unknown.
+    fn reset_on_err<T>(&mut self, res: Result<T>) -> Result<T> {
         if res.is_err() {
             self.reset();
         }
@@ -348,10 +353,7 @@ impl Http {
         err_body: &mut String,
     ) -> Result<()> {
         let res = self.pipeline_inner(reqs, n, statuses, err_body).await;
-        if res.is_err() {
-            self.reset();
-        }
-        res
+        self.reset_on_err(res)
     }
 
     async fn pipeline_inner(
