@@ -53,27 +53,8 @@ const NAMES: [&str; FIELDS] = [
     "sink",
 ];
 
-const ALL: [Field; FIELDS] = [
-    Field::Type,
-    Field::Code,
-    Field::Reason,
-    Field::Topic,
-    Field::Deliver,
-    Field::RateLimit,
-    Field::Dedup,
-    Field::Batch,
-    Field::Data,
-    Field::Event,
-    Field::DedupKey,
-    Field::State,
-    Field::Name,
-    Field::EveryMs,
-    Field::AfterMs,
-    Field::Sink,
-];
-
-/// A key: one of [`Field`], or another (skipped).
-struct Key(Option<Field>);
+/// A key: the index of one of [`Field`] in [`NAMES`], or None (skipped).
+struct Key(Option<usize>);
 
 impl<'de> de::Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -84,7 +65,7 @@ impl<'de> de::Deserialize<'de> for Key {
                 f.write_str("a field name")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
-                Ok(Key(NAMES.iter().position(|n| *n == s).map(|i| ALL[i])))
+                Ok(Key(NAMES.iter().position(|n| *n == s)))
             }
         }
         d.deserialize_identifier(KeyVisitor)
@@ -106,7 +87,7 @@ impl<'de> de::Deserialize<'de> for Fields<'de> {
                 let mut fields = [None; FIELDS];
                 while let Some(Key(key)) = map.next_key()? {
                     match key {
-                        Some(k) => fields[k as usize] = Some(map.next_value::<&'de RawValue>()?),
+                        Some(i) => fields[i] = Some(map.next_value::<&'de RawValue>()?),
                         None => {
                             map.next_value::<IgnoredAny>()?;
                         }
