@@ -157,6 +157,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_publish_script_refuses_with_the_code_the_broker_looks_for() {
+        let refusal = format!("redis.error_reply('{EPOCH_MISMATCH} ");
+        assert!(PUBLISH_SCRIPT.contains(&refusal), "{refusal}");
+    }
+
+    #[test]
     fn keys_share_a_hash_tag_and_channels_roundtrip() {
         let t = Topic::new("live_video_comment/1234").unwrap();
         assert_eq!(log_key(&t), "sb:{live_video_comment/1234}:log");
