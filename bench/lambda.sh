@@ -72,6 +72,8 @@ for mode in $MODES; do
     cat >"$cfg" <<EOF
 [apps.pubsub]
 lambda = "direct"
+# Beside a lambda app a direct app names what it may read: here, all.
+topics = ["*"]
 
 [apps.bench]
 lambda = "$LAMBDA_URL"

@@ -80,6 +80,7 @@ keepalive_ms = 5000
 lambda = "http://127.0.0.1:$PHP_PORT/"
 [apps.pubsub]
 lambda = "direct"
+topics = ["soak/*"]
 EOF
 "$SERVER_BIN" serve --listen 127.0.0.1:0 --config "$WORK/switchboard.toml" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!

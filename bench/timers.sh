@@ -39,6 +39,8 @@ trap 'stop_lambda; stop_server; rm -f "$cfg"' EXIT
 cat >"$cfg" <<EOF
 [limits]
 max_streams_per_connection = $per
+# Every stream of a connection opens at once.
+max_opens_per_second = $per
 min_timer_ms = $((TIMER_MS < 100 ? TIMER_MS : 100))
 
 [apps.bench]

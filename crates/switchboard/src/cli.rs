@@ -82,6 +82,20 @@ pub struct ServeArgs {
 
     #[arg(long, env = "SWITCHBOARD_LOG")]
     pub log: Option<String>,
+    /// Topics one stream may follow (limits.max_topics_per_stream). Default 128.
+    #[arg(long, env = "SWITCHBOARD_MAX_TOPICS_PER_STREAM")]
+    pub max_topics_per_stream: Option<usize>,
+    /// Bytes of `send` data a connection may have waiting for lambdas before
+    /// its socket is no longer read (limits.max_queued_send_bytes). Default 1048576.
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_SEND_BYTES")]
+    pub max_queued_send_bytes: Option<usize>,
+    /// Opens per second per connection (limits.max_opens_per_second). Default 50.
+    #[arg(long, env = "SWITCHBOARD_MAX_OPENS_PER_SECOND")]
+    pub max_opens_per_second: Option<u32>,
+    /// Events of a connection waiting for or in lambda calls before its socket
+    /// is no longer read (limits.max_lambda_jobs_per_connection). Default 256.
+    #[arg(long, env = "SWITCHBOARD_MAX_LAMBDA_JOBS_PER_CONNECTION")]
+    pub max_lambda_jobs_per_connection: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,8 @@ pub struct App {
     pub on_failure: OnFailure,
     pub forward_headers: Vec<String>,
     pub stats: Arc<AppStats>,
+    /// The topics its streams may follow; None: any.
+    pub topics: Option<crate::stream::topics::TopicPatterns>,
 }
 
 /// Everything shared by all connections of this node.
@@ -117,6 +119,7 @@ impl Gateway {
                         .map(|l| l.forward_headers.clone())
                         .unwrap_or_default(),
                     stats,
+                    topics: a.topics.clone(),
                 };
                 (a.name.clone(), Arc::new(app))
             })

@@ -69,7 +69,8 @@ async fn metrics_and_the_admin_api_account_for_each_capability_per_app() -> anyh
     let caps = Caps::start_with(
         |dir| {
             format!(
-                "[sinks.cap]\nkind = \"file\"\npath = \"{}\"\nflush_interval_ms = 100\n",
+                "[sinks.cap]\nkind = \"file\"\npath = \"{}\"\nflush_interval_ms = 100\n\
+                 [apps.plain]\nlambda = \"direct\"\ntopics = [\"cap/*\"]\n",
                 dir.join("cap.jsonl").display()
             )
         },

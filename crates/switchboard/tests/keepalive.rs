@@ -24,7 +24,7 @@ impl Setup {
     async fn start(limits: &str) -> anyhow::Result<Self> {
         let lambda = LoggingPhp::start("switchboard-keepalive", "delivery.php", &[]).await?;
         let config = format!(
-            "[limits]\n{limits}\n\n[apps.pubsub]\nlambda = \"direct\"\n\n\
+            "[limits]\n{limits}\n\n[apps.pubsub]\nlambda = \"direct\"\ntopics = [\"a\", \"b\", \"s\"]\n\n\
              [apps.delivery]\nlambda = \"{}\"\n",
             lambda.url()
         );

@@ -39,7 +39,7 @@ impl Setup {
         let config = format!(
             "[limits]\noutbound_queue = {QUEUE}\nslow_consumer = \"{policy}\"\n\
              write_timeout_ms = 60000\nkeepalive_ms = 60000\n\n\
-             [apps.pubsub]\nlambda = \"direct\"\n\n[apps.delivery]\nlambda = \"{}\"\n",
+             [apps.pubsub]\nlambda = \"direct\"\ntopics = [\"main\"]\n\n[apps.delivery]\nlambda = \"{}\"\n",
             lambda.url()
         );
         let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;

@@ -6,6 +6,7 @@
 pub mod circuit;
 pub mod client;
 pub mod dev;
+pub mod queue;
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use switchboard_protocol::lambda::{self, Action, EventResult};
 use switchboard_protocol::publish;
 use switchboard_protocol::AppName;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,7 +25,8 @@ use crate::broker::Broker;
 use crate::gateway::Sinks;
 use crate::ops::config::LambdaConfig;
 use crate::ops::metrics::AppStats;
-use crate::stream::outbox::Outbox;
+use crate::stream::outbox::{JobTicket, Outbox};
+use queue::{JobQueue, TryRecv};
 
 pub type LambdaOutcome = Result<EventResult, CallError>;
 
@@ -44,6 +46,8 @@ pub struct Job {
     /// The event, already encoded with the stream's current state.
     pub event: Vec<u8>,
     pub reply: Reply,
+    /// Counts the event against its connection's share until its call is over.
+    pub ticket: Option<JobTicket>,
 }
 
 /// Events waiting for a lambda call, per app.
@@ -51,8 +55,18 @@ const QUEUE: usize = 65_536;
 
 #[derive(Clone)]
 pub struct Dispatcher {
-    tx: mpsc::Sender<Job>,
+    queue: Arc<JobQueue>,
+    /// Closes the queue once the last handle is gone: the worker then ends.
+    _handles: Arc<CloseOnDrop>,
     stats: Arc<AppStats>,
+}
+
+struct CloseOnDrop(Arc<JobQueue>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 struct Worker {
@@ -85,7 +99,7 @@ pub struct Shared {
 
 impl Dispatcher {
     pub fn start(app: AppName, cfg: LambdaConfig, stats: Arc<AppStats>, shared: &Shared) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let queue = Arc::new(JobQueue::new(QUEUE));
         let calls = Arc::new(Semaphore::new(cfg.max_concurrency));
         let circuit = circuit::Circuit::new(cfg.circuit_failures, cfg.circuit_cooldown);
         let worker = Arc::new(Worker {
@@ -101,17 +115,28 @@ impl Dispatcher {
             calls,
             call_ended: Notify::new(),
         });
-        shared
-            .tracker
-            .spawn(worker.run(rx, shared.tracker.clone(), shared.stop.clone()));
-        Self { tx, stats }
+        shared.tracker.spawn(worker.run(
+            queue.clone(),
+            shared.tracker.clone(),
+            shared.stop.clone(),
+        ));
+        Self {
+            _handles: Arc::new(CloseOnDrop(queue.clone())),
+            queue,
+            stats,
+        }
     }
 
-    /// Queues an event; a full queue fails it at once (counted, `on_failure` applies).
+    /// Queues an event; a queue full of live events fails it at once
+    /// (counted, `on_failure` applies).
     pub fn submit(&self, job: Job) {
-        match self.tx.try_send(job) {
-            Ok(()) => self.stats.lambda_queue.add(1),
-            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+        match self.queue.push(job) {
+            Ok(shed) => {
+                self.stats.lambda_queue.add(1 - shed as i64);
+                self.stats.lambda_events_shed.add(shed as u64);
+            }
+            Err(job) => {
+                self.stats.lambda_overloaded.inc();
                 reply(job.reply, Err(CallError::Overloaded));
             }
         }
@@ -136,7 +161,7 @@ fn reply(to: Reply, outcome: LambdaOutcome) {
 impl Worker {
     async fn run(
         self: Arc<Self>,
-        mut rx: mpsc::Receiver<Job>,
+        rx: Arc<JobQueue>,
         tracker: TaskTracker,
         stop: CancellationToken,
     ) {
@@ -170,8 +195,8 @@ impl Worker {
             while batch.len() < self.cfg.max_batch {
                 match rx.try_recv() {
                     Ok(j) => batch.push(j),
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(mpsc::error::TryRecvError::Empty) => {
+                    Err(TryRecv::Closed) => break,
+                    Err(TryRecv::Empty) => {
                         tokio::select! {
                             biased;
                             j = rx.recv() => match j {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use switchboard_protocol::AppName;
 
 use crate::cli::ServeArgs;
+use crate::stream::topics::TopicPatterns;
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +81,16 @@ pub struct RawLimits {
     pub min_timer_ms: Option<u64>,
     /// Window in which a repeated publish `dedup_key` is not published again, ms. Default 120000.
     pub publish_dedup_window_ms: Option<u64>,
+    /// Topics one stream may follow. Default 128.
+    pub max_topics_per_stream: Option<usize>,
+    /// Bytes of `send` data one connection may have waiting for lambdas
+    /// before its socket is no longer read. Default 1048576 (1 MiB).
+    pub max_queued_send_bytes: Option<usize>,
+    /// Opens one connection may make per second (burst as many). Default 50.
+    pub max_opens_per_second: Option<u32>,
+    /// Events of one connection waiting for or in a lambda call before its
+    /// socket is no longer read. Default 256.
+    pub max_lambda_jobs_per_connection: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +118,8 @@ pub struct RawApp {
     pub circuit_cooldown_ms: Option<u64>,
     /// Request headers forwarded in `open` events. Default authorization, cookie, user-agent, accept-language.
     pub forward_headers: Option<Vec<String>>,
+    /// Topic patterns (exact, or a trailing `*`) the app's streams may follow.
+    pub topics: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -187,6 +200,10 @@ pub struct Limits {
     pub slow_consumer: SlowConsumer,
     pub min_timer: Duration,
     pub publish_dedup_window: Duration,
+    pub max_topics_per_stream: usize,
+    pub max_queued_send_bytes: usize,
+    pub max_opens_per_second: u32,
+    pub max_lambda_jobs_per_connection: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +211,8 @@ pub struct AppConfig {
     pub name: AppName,
     /// None: a direct app without a lambda.
     pub lambda: Option<LambdaConfig>,
+    /// None: any topic (a direct app only when no lambda app runs beside it).
+    pub topics: Option<TopicPatterns>,
 }
 
 #[derive(Debug, Clone)]
@@ -298,12 +317,34 @@ impl Config {
             publish_dedup_window: Duration::from_millis(
                 l.publish_dedup_window_ms.unwrap_or(120_000),
             ),
+            max_topics_per_stream: positive(
+                args.max_topics_per_stream.or(l.max_topics_per_stream),
+                128,
+                "limits.max_topics_per_stream",
+            )?,
+            max_queued_send_bytes: positive(
+                args.max_queued_send_bytes.or(l.max_queued_send_bytes),
+                1 << 20,
+                "limits.max_queued_send_bytes",
+            )?,
+            max_opens_per_second: positive(
+                args.max_opens_per_second.or(l.max_opens_per_second),
+                50,
+                "limits.max_opens_per_second",
+            )?,
+            max_lambda_jobs_per_connection: positive(
+                args.max_lambda_jobs_per_connection
+                    .or(l.max_lambda_jobs_per_connection),
+                256,
+                "limits.max_lambda_jobs_per_connection",
+            )?,
         };
-        let apps = raw
+        let apps: Vec<AppConfig> = raw
             .apps
             .into_iter()
             .map(|(name, app)| app_config(&name, app))
             .collect::<Result<_, _>>()?;
+        open_direct_apps_alone(&apps)?;
         let sinks = raw
             .sinks
             .into_iter()
@@ -383,10 +424,41 @@ fn positive<T: Default + PartialEq + Copy + std::fmt::Display>(
     }
 }
 
+/// A direct app without `topics` lets its clients read any topic: only
+/// when no lambda app's topics are there to be read.
+fn open_direct_apps_alone(apps: &[AppConfig]) -> anyhow::Result<()> {
+    let Some(lambda_app) = apps.iter().find(|a| a.lambda.is_some()) else {
+        return Ok(());
+    };
+    if let Some(open) = apps
+        .iter()
+        .find(|a| a.lambda.is_none() && a.topics.is_none())
+    {
+        bail!(
+            "app {}: a direct app next to a lambda app (here {}) needs `topics`, \
+             the patterns its clients may read (e.g. topics = [\"news\", \"scores/*\"]); \
+             without it they could read and resume every topic of the lambda apps",
+            open.name,
+            lambda_app.name
+        );
+    }
+    Ok(())
+}
+
 fn app_config(name: &str, raw: RawApp) -> anyhow::Result<AppConfig> {
     let name = AppName::new(name).with_context(|| format!("app {name:?}"))?;
+    let topics = raw
+        .topics
+        .as_deref()
+        .map(TopicPatterns::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("app {name}: topics: {e}"))?;
     if raw.lambda == "direct" {
-        return Ok(AppConfig { name, lambda: None });
+        return Ok(AppConfig {
+            name,
+            lambda: None,
+            topics,
+        });
     }
     let url: hyper::Uri = raw
         .lambda
@@ -419,6 +491,7 @@ fn app_config(name: &str, raw: RawApp) -> anyhow::Result<AppConfig> {
     Ok(AppConfig {
         name,
         lambda: Some(lambda),
+        topics,
     })
 }
 
@@ -469,8 +542,11 @@ mod tests {
 
     #[test]
     fn an_app_flag_replaces_only_the_lambda_url_of_the_files_app() {
-        let raw: RawConfig =
-            toml::from_str("[apps.a]\nlambda = \"http://127.0.0.1:1/x\"\nmax_batch = 7\n").unwrap();
+        let raw: RawConfig = toml::from_str(
+            "[apps.a]\nlambda = \"http://127.0.0.1:1/x\"\nmax_batch = 7\n\
+             [apps.b]\nlambda = \"http://127.0.0.1:1/z\"\ntopics = [\"b/*\"]\n",
+        )
+        .unwrap();
         let mut a = args();
         a.apps = vec!["a=http://127.0.0.1:2/y".into(), "b=direct".into()];
         let c = Config::from_parts(raw, &a).unwrap();
@@ -480,6 +556,36 @@ mod tests {
         assert!(l.url.to_string().contains(":2/y"), "{:?}", l.url);
         let app_b = c.apps.iter().find(|x| x.name.as_str() == "b").unwrap();
         assert!(app_b.lambda.is_none());
+        assert!(app_b.topics.is_some(), "the file's topics stay");
+    }
+
+    #[test]
+    fn a_direct_app_beside_a_lambda_app_needs_topics() {
+        let lambda = "[apps.l]\nlambda = \"http://127.0.0.1:1/x\"\n";
+        let open = format!("{lambda}[apps.d]\nlambda = \"direct\"\n");
+        let err = Config::from_parts(toml::from_str(&open).unwrap(), &args()).unwrap_err();
+        assert!(format!("{err:#}").contains("needs `topics`"), "{err:#}");
+        let bound = format!("{open}topics = [\"news\", \"scores/*\"]\n");
+        let c = Config::from_parts(toml::from_str(&bound).unwrap(), &args()).unwrap();
+        let d = c.apps.iter().find(|a| a.name.as_str() == "d").unwrap();
+        assert!(d.topics.as_ref().is_some_and(|t| t.allows("scores/1")));
+        let bad = format!("{open}topics = [\"sc*res\"]\n");
+        assert!(Config::from_parts(toml::from_str(&bad).unwrap(), &args()).is_err());
+        // Direct apps alone may stay open; so does the bare install.
+        let alone = "[apps.d]\nlambda = \"direct\"\n[apps.e]\nlambda = \"direct\"\n";
+        assert!(Config::from_parts(toml::from_str(alone).unwrap(), &args()).is_ok());
+        let l = Config::from_parts(RawConfig::default(), &args())
+            .unwrap()
+            .limits;
+        assert_eq!(
+            (
+                l.max_topics_per_stream,
+                l.max_queued_send_bytes,
+                l.max_opens_per_second
+            ),
+            (128, 1 << 20, 50)
+        );
+        assert_eq!(l.max_lambda_jobs_per_connection, 256);
     }
 
     #[test]

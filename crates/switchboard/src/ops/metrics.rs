@@ -97,6 +97,8 @@ stats!(
         drops_slow_consumer: Counter = "Topic messages dropped for a client that fell behind (drop_oldest)",
         slow_consumer_closes: Counter = "Streams closed because their client fell behind (close)",
         drops_lambda_failure: Counter = "Events dropped after a lambda failure",
+        lambda_events_shed: Counter = "Queued events of connections that are gone, shed when the dispatcher queue was full",
+        lambda_overloaded: Counter = "Events refused at once because the dispatcher queue was full",
     }
 );
 
@@ -110,6 +112,7 @@ stats!(
         published: Counter = "Messages published through the publish API",
         publish_errors: Counter = "Publish API requests refused",
         bytes_out: Counter = "Bytes of frames and SSE chunks written to clients",
+        reads_paused: Counter = "Times a WebSocket stopped being read: its queued send bytes or lambda events were at their bound",
     }
 );
 

@@ -4,10 +4,12 @@
 //! answers into [`Out`]s that a transport encodes.
 
 pub mod action;
+mod bounds;
 pub mod outbox;
 mod replay;
 mod subscription;
 mod timers;
+pub mod topics;
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
@@ -136,6 +138,8 @@ pub struct Stream {
     in_flight: Option<Pending>,
     resume: Option<Resume>,
     timers: timers::NamedTimers,
+    /// Bytes of its `send` data waiting for or in a lambda call (see `bounds`).
+    send_bytes: usize,
 }
 
 /// How a client stream ends, as the client and the lambda see it.
@@ -194,6 +198,9 @@ pub struct Connection {
     streams: HashMap<u32, Box<Stream>>,
     next_slot: u32,
     inbox: VecDeque<Inbound>,
+    /// Bytes of `send` data of all its streams waiting for lambdas.
+    send_bytes: usize,
+    opens: bounds::OpenRate,
 }
 
 impl Connection {
@@ -204,11 +211,16 @@ impl Connection {
         headers: Map<String, Value>,
         remote_addr: String,
     ) -> Self {
-        let outbox = Arc::new(Outbox::new(
-            gw.config.limits.outbound_queue,
-            gw.config.limits.slow_consumer,
-        ));
+        let outbox = Arc::new(
+            Outbox::new(
+                gw.config.limits.outbound_queue,
+                gw.config.limits.slow_consumer,
+            )
+            .with_job_limit(gw.config.limits.max_lambda_jobs_per_connection),
+        );
         Self {
+            send_bytes: 0,
+            opens: bounds::OpenRate::new(gw.config.limits.max_opens_per_second),
             gw,
             outbox,
             transport,
@@ -266,6 +278,17 @@ impl Connection {
         resume: Option<String>,
         out: &mut Vec<Out>,
     ) {
+        if !self.open_allowed() {
+            if let Some(app) = self.gw.app(app.as_str()) {
+                app.stats.streams_rejected.inc();
+            }
+            out.push(Out::Rejected {
+                stream: name,
+                code: 429,
+                reason: bounds::OPEN_RATE.into(),
+            });
+            return;
+        }
         if self.slot_of(&name).is_some() {
             out.push(Out::Error {
                 stream: Some(name.as_str().to_owned()),
@@ -302,8 +325,8 @@ impl Connection {
             });
             return;
         }
-        let slot = self.next_slot;
-        self.next_slot = self.next_slot.wrapping_add(1);
+        let streams = &self.streams;
+        let slot = bounds::next_free_slot(&mut self.next_slot, |s| streams.contains_key(&s));
         let stream = Stream {
             name: name.clone(),
             id: self.gw.next_stream_id(),
@@ -314,6 +337,7 @@ impl Connection {
             pending: VecDeque::new(),
             in_flight: None,
             timers: timers::NamedTimers::default(),
+            send_bytes: 0,
             resume: resume.map(|r| match cursor::Cursor::parse(&r) {
                 Ok(c) => Resume::From(c),
                 Err(_) => Resume::Invalid,
@@ -328,14 +352,21 @@ impl Connection {
             return;
         }
         // A direct app: `params.topic`, comma-separated, subscribes the stream.
-        let topics = match direct_topics(&params) {
+        let limit = self.gw.config.limits.max_topics_per_stream;
+        let checked = direct_topics(&params)
+            .map_err(|reason| (400, reason))
+            .and_then(|t| match bounds::refuse_topics(&app, limit, &t) {
+                Some(refusal) => Err(refusal),
+                None => Ok(t),
+            });
+        let topics = match checked {
             Ok(t) => t,
-            Err(reason) => {
+            Err((code, reason)) => {
                 self.forget(slot);
                 app.stats.streams_rejected.inc();
                 out.push(Out::Rejected {
                     stream: name,
-                    code: 400,
+                    code,
                     reason,
                 });
                 return;
@@ -377,11 +408,11 @@ impl Connection {
             });
             return;
         }
-        if s.pending.len() >= MAX_PENDING_EVENTS {
-            self.close_stream(slot, Ending::of(CloseReason::SlowConsumer), out);
-            return;
-        }
+        // No count bound here: the bytes are bounded per connection, and
+        // past the bound the client is no longer read (see `bounds`).
+        let len = data.get().len();
         s.pending.push_back(Pending::ClientMessage(data));
+        self.charge_send(slot, len);
         self.pump(slot);
     }
 
@@ -529,6 +560,7 @@ impl Connection {
                 outbox: self.outbox.clone(),
                 slot,
             },
+            ticket: Some(self.outbox.ticket()),
         });
     }
 
@@ -577,7 +609,8 @@ impl Connection {
                     return;
                 }
             }
-            (Pending::ClientMessage(_), outcome) => {
+            (Pending::ClientMessage(data), outcome) => {
+                self.release_send(slot, data.get().len());
                 if self.answered(slot, outcome, out).await.is_break() {
                     return;
                 }
@@ -683,6 +716,20 @@ impl Connection {
                 Ok(Action::Subscribe { .. } | Action::Unsubscribe { .. } | Action::SetState { .. })
             )
         });
+        let limit = self.gw.config.limits.max_topics_per_stream;
+        if bounds::peak_topics(&setup, |t| bounds::allows(&s.app, t)) > limit {
+            s.app.stats.invalid_actions.inc();
+            s.app.stats.streams_rejected.inc();
+            tracing::warn!(app = %s.app.name, stream = %s.id, limit, "open answer subscribes too many topics");
+            let name = s.name.clone();
+            self.forget(slot);
+            out.push(Out::Rejected {
+                stream: name,
+                code: 400,
+                reason: bounds::TOO_MANY_TOPICS.into(),
+            });
+            return;
+        }
         if self.apply(slot, setup, None, out).await.is_break() {
             return;
         }
@@ -802,6 +849,7 @@ impl Connection {
                     reply: Reply::Detached {
                         stream_id: s.id.clone(),
                     },
+                    ticket: Some(self.outbox.ticket()),
                 });
             }
             s.app.stats.streams.add(-1);
@@ -827,6 +875,7 @@ impl Connection {
         let Some(s) = self.streams.remove(&slot) else {
             return;
         };
+        self.send_bytes = self.send_bytes.saturating_sub(s.send_bytes);
         for sub in &s.subs {
             s.app.stats.subscriptions.add(-1);
             if self.gw.router.remove(&sub.topic, &self.outbox, slot) {

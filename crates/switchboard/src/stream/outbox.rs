@@ -4,6 +4,7 @@
 //! since each is owed to a stream with one event in flight.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -44,6 +45,26 @@ pub struct Outbox {
     notify: Notify,
     capacity: usize,
     policy: SlowConsumer,
+    /// This connection's events waiting for or in a lambda call (one
+    /// [`JobTicket`] each), and the count at which it stops reading.
+    jobs: AtomicUsize,
+    job_limit: usize,
+    /// Set once the connection is gone: its queued events can be shed.
+    gone: AtomicBool,
+}
+
+/// Held by each event of a connection in a dispatcher; dropped when the
+/// event's call is over (or the event shed). Dropping the one that brings
+/// the connection back under its limit wakes the connection's task.
+pub struct JobTicket(Arc<Outbox>);
+
+impl Drop for JobTicket {
+    fn drop(&mut self) {
+        let before = self.0.jobs.fetch_sub(1, Ordering::AcqRel);
+        if before == self.0.job_limit {
+            self.0.notify.notify_one();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -72,7 +93,33 @@ impl Outbox {
             notify: Notify::new(),
             capacity,
             policy,
+            jobs: AtomicUsize::new(0),
+            job_limit: usize::MAX,
+            gone: AtomicBool::new(false),
         }
+    }
+
+    /// The count of lambda events at which [`Outbox::jobs_full`] holds.
+    pub fn with_job_limit(mut self, limit: usize) -> Self {
+        self.job_limit = limit;
+        self
+    }
+
+    /// A ticket for one more event of this connection in a dispatcher.
+    pub fn ticket(self: &Arc<Self>) -> JobTicket {
+        self.jobs.fetch_add(1, Ordering::AcqRel);
+        JobTicket(self.clone())
+    }
+
+    /// The connection has its share of lambda events out: it reads no more
+    /// client frames until one ends.
+    pub fn jobs_full(&self) -> bool {
+        self.jobs.load(Ordering::Acquire) >= self.job_limit
+    }
+
+    /// The connection is gone (its events answer no one).
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 
     /// Queues a topic message; past the bound the connection is marked overflowed.
@@ -181,6 +228,11 @@ impl Outbox {
         let mut inner = self.inner.lock();
         inner.closed = true;
         inner.items = VecDeque::new();
+        drop(inner);
+        self.gone.store(true, Ordering::Release);
+        if self.jobs.load(Ordering::Acquire) > 0 {
+            crate::dispatcher::queue::connection_gone();
+        }
     }
 }
 

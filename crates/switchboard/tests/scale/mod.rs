@@ -125,7 +125,7 @@ pub async fn lambda_publish_reaches_other_nodes(kind: Kind) -> anyhow::Result<()
     let php = PhpServer::start(&php_script("scale_lambda.php")).await?;
     let url = broker.url();
     let chat = format!("chat={}", php.url());
-    let c_args = ["--app", chat.as_str(), "--app", "pubsub=direct"];
+    let c_args = ["--app", chat.as_str()];
     let (b, c) = tokio::join!(node(&url, &[]), node(&url, &c_args));
     let (b, c) = (b?, c?);
     let topic = "room/42";

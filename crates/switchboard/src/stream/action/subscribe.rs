@@ -16,6 +16,10 @@ pub(super) async fn subscribe(
     dedup: Option<Dedup>,
     batch: Option<BatchSpec>,
 ) {
+    if let Some(why) = conn.subscribe_refusal(slot, &topic) {
+        conn.invalid_action(slot, &why);
+        return;
+    }
     let options = Options {
         rate_limit,
         dedup_window: dedup.map(|d| Duration::from_millis(d.window_ms)),

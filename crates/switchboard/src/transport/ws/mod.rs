@@ -6,6 +6,7 @@
 pub mod codec;
 mod encode;
 pub mod handshake;
+mod read;
 #[cfg(test)]
 mod tests;
 
@@ -13,7 +14,7 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde_json::{Map, Value};
-use switchboard_protocol::client::{ClientFrame, ErrorCode, ServerFrame};
+use switchboard_protocol::client::ServerFrame;
 use switchboard_protocol::{AppName, CloseReason, StreamName};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -21,7 +22,7 @@ use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::stream::outbox::Outbox;
 use crate::stream::{Connection, Out};
-use codec::{FrameDecoder, Opcode, WsMessage};
+use codec::{FrameDecoder, Opcode};
 
 /// Bad frames tolerated within [`BAD_FRAME_WINDOW`] before the connection closes with 1008.
 const MAX_BAD_FRAMES: u32 = 10;
@@ -80,6 +81,9 @@ pub fn run(
         // Anything from the client (a frame, a pong) proves it is alive.
         let mut last_heard = Instant::now();
         let mut end = CloseReason::Client;
+        // Frames left in `rbuf` when the connection reached a bound.
+        let mut backlog = false;
+        let mut paused = false;
         loop {
             if !out.is_empty() {
                 let shortcut_rejected = out
@@ -102,13 +106,39 @@ pub fn run(
                 Box::pin(send_close(&mut tcp, code, reason)).await;
                 break;
             }
+            let now_paused = conn.reads_paused();
+            if now_paused && !paused {
+                gw.node.reads_paused.inc();
+            }
+            paused = now_paused;
+            if backlog && !paused {
+                // The lambdas caught up: what was read before goes first.
+                let read = Box::pin(read::decode_frames(
+                    &mut conn,
+                    &mut decoder,
+                    &mut rbuf,
+                    &mut out,
+                    &mut segs,
+                    &mut bad,
+                ))
+                .await;
+                close_with = read.close_with;
+                backlog = read.backlog;
+                if !segs.is_empty() {
+                    if let Err(reason) = send(&mut tcp, &mut segs, write_timeout, &outbox).await {
+                        end = reason;
+                        break;
+                    }
+                }
+                continue;
+            }
             tokio::select! {
                 _ = &mut shutdown, if !draining => {
                     draining = true;
                     conn.close_all(CloseReason::Shutdown, &mut out);
                     close_with = Some((1012, "shutdown"));
                 }
-                ready = tcp.readable() => {
+                ready = tcp.readable(), if !paused => {
                     if ready.is_err() {
                         break;
                     }
@@ -121,51 +151,9 @@ pub fn run(
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                         Err(_) => break,
                     }
-                    loop {
-                        match decoder.decode(&mut rbuf) {
-                            Ok(None) => break,
-                            Ok(Some(WsMessage::Text(text))) => match ClientFrame::parse(&text) {
-                                // Boxed: an idle connection's task stays small.
-                                Ok(frame) => Box::pin(conn.on_frame(frame, &mut out)).await,
-                                Err(e) => {
-                                    gw.node.bad_frames.inc();
-                                    out.push(Out::Error { stream: e.stream, code: e.code, message: e.message });
-                                    if bad.hit() {
-                                        close_with = Some((1008, "too many bad frames"));
-                                        break;
-                                    }
-                                }
-                            },
-                            Ok(Some(WsMessage::Binary(_))) => {
-                                gw.node.bad_frames.inc();
-                                out.push(Out::Error {
-                                    stream: None,
-                                    code: ErrorCode::BadFrame,
-                                    message: "binary frames are not part of the protocol; send JSON text".into(),
-                                });
-                                if bad.hit() {
-                                    close_with = Some((1008, "too many bad frames"));
-                                    break;
-                                }
-                            }
-                            Ok(Some(WsMessage::Ping(payload))) => {
-                                let mut header = [0u8; codec::MAX_HEADER];
-                                let n = codec::write_header(Opcode::Pong, payload.len(), &mut header);
-                                segs.push(Bytes::copy_from_slice(&header[..n]));
-                                segs.push(payload);
-                            }
-                            Ok(Some(WsMessage::Pong(_))) => {}
-                            Ok(Some(WsMessage::Close(_))) => {
-                                conn.close_all(CloseReason::Client, &mut Vec::new());
-                                close_with = Some((1000, ""));
-                                break;
-                            }
-                            Err(e) => {
-                                close_with = Some((e.close_code(), "protocol error"));
-                                break;
-                            }
-                        }
-                    }
+                    let read = Box::pin(read::decode_frames(&mut conn, &mut decoder, &mut rbuf, &mut out, &mut segs, &mut bad)).await;
+                    close_with = close_with.or(read.close_with);
+                    backlog = read.backlog;
                     if rbuf.is_empty() {
                         // Idle connections hold no read buffer.
                         rbuf = BytesMut::new();
@@ -179,6 +167,10 @@ pub fn run(
                 }
                 _ = conn.outbox.ready() => Box::pin(conn.on_inbox(&mut out)).await,
                 _ = keepalive.tick() => {
+                    if paused {
+                        // Not read while paused: its silence proves nothing.
+                        last_heard = Instant::now();
+                    }
                     if last_heard.elapsed() > keepalive_every * 2 {
                         // Two pings unanswered: a dead peer. Its streams end with `timeout`.
                         conn.close_all(CloseReason::Timeout, &mut out);
