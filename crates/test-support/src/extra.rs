@@ -503,6 +503,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<MockShared>) {
 }
 
 async fn serve_mock_connection(mut tcp: TcpStream, shared: Arc<MockShared>) {
+    // The head and the body are two writes: without this, Nagle's algorithm
+    // and the peer's delayed ACK hold the body back ~40 ms per answer.
+    let _ = tcp.set_nodelay(true);
     let mut buf = Vec::new();
     loop {
         let Some(body) = read_request(&mut tcp, &mut buf).await else {
