@@ -64,14 +64,20 @@ pub struct ServeArgs {
     pub apps: Vec<String>,
     /// Broker: `memory` (embedded, the default), or a shared one for many nodes:
     /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md).
-    #[arg(long, env = "SWITCHBOARD_BROKER")]
+    #[arg(long, env = "SWITCHBOARD_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
     /// Key that publishers must send as `Authorization: Bearer KEY` to POST /v1/publish.
-    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true)]
     pub publish_key: Option<String>,
     /// Key for the admin API (GET /v1/admin/apps). Without one, admin endpoints answer 403.
-    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY")]
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// A file holding the publish key (white space trimmed); instead of --publish-key.
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY_FILE")]
+    pub publish_key_file: Option<PathBuf>,
+    /// A file holding the admin key (white space trimmed); instead of --admin-key.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
     /// Allow publishing without a key on a non-loopback listener.
     #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS_PUBLISH")]
     pub allow_anonymous_publish: bool,
@@ -90,7 +96,7 @@ pub struct PublishArgs {
     #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Publish key, sent as `Authorization: Bearer KEY`.
-    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true)]
     pub key: Option<String>,
     /// Optional dedup key: a repeat within the dedup window is not published again.
     #[arg(long)]

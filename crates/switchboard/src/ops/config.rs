@@ -11,6 +11,7 @@ use serde::Deserialize;
 use switchboard_protocol::AppName;
 
 use crate::cli::ServeArgs;
+use crate::ops::secret::{redact_url, Secret};
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +21,10 @@ pub struct RawConfig {
     pub broker: Option<String>,
     pub publish_key: Option<String>,
     pub admin_key: Option<String>,
+    /// A file holding the publish key (trimmed). Not together with `publish_key`.
+    pub publish_key_file: Option<std::path::PathBuf>,
+    /// A file holding the admin key (trimmed). Not together with `admin_key`.
+    pub admin_key_file: Option<std::path::PathBuf>,
     pub allow_anonymous_publish: Option<bool>,
     pub log: Option<String>,
     /// Milliseconds a drain may take after SIGTERM/SIGINT. Default 10000.
@@ -131,8 +136,8 @@ pub enum OnFailure {
 pub struct Config {
     pub listen: SocketAddr,
     pub broker: BrokerUrl,
-    pub publish_key: Option<String>,
-    pub admin_key: Option<String>,
+    pub publish_key: Option<Secret>,
+    pub admin_key: Option<Secret>,
     pub log: String,
     pub drain_timeout: Duration,
     pub limits: Limits,
@@ -142,7 +147,7 @@ pub struct Config {
     pub dev: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum BrokerUrl {
     Memory,
     /// `nats://[user:pass@]HOST:PORT`: NATS with JetStream.
@@ -151,13 +156,26 @@ pub enum BrokerUrl {
     Redis(String),
 }
 
+/// Shows the URL without its credentials.
+impl std::fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Nats(url) => write!(f, "Nats({})", redact_url(url)),
+            Self::Redis(url) => write!(f, "Redis({})", redact_url(url)),
+        }
+    }
+}
+
 impl BrokerUrl {
     /// `memory`, `nats://...` or `redis://...`, checked for this build's features.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        if text == "memory" {
+    /// Errors show the URL without its credentials.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if url == "memory" {
             return Ok(Self::Memory);
         }
-        let (scheme, rest) = text.split_once("://").with_context(|| {
+        let text = &redact_url(url);
+        let (scheme, rest) = url.split_once("://").with_context(|| {
             format!("broker {text:?} is not memory, nats://HOST:PORT or redis://HOST:PORT")
         })?;
         let host = rest.rsplit('@').next().unwrap_or_default();
@@ -166,8 +184,8 @@ impl BrokerUrl {
             bail!("broker {text:?} names no host");
         }
         match scheme {
-            "nats" if cfg!(feature = "nats") => Ok(Self::Nats(text.to_owned())),
-            "redis" if cfg!(feature = "redis") => Ok(Self::Redis(text.to_owned())),
+            "nats" if cfg!(feature = "nats") => Ok(Self::Nats(url.to_owned())),
+            "redis" if cfg!(feature = "redis") => Ok(Self::Redis(url.to_owned())),
             "nats" | "redis" => {
                 bail!("broker {text:?}: this build has no {scheme} support (cargo feature `{scheme}`)")
             }
@@ -255,16 +273,16 @@ impl Config {
                 .or(raw.broker.as_deref())
                 .unwrap_or("memory"),
         )?;
-        let publish_key = args
-            .publish_key
-            .clone()
-            .or(raw.publish_key)
-            .filter(|k| !k.is_empty());
-        let admin_key = args
-            .admin_key
-            .clone()
-            .or(raw.admin_key)
-            .filter(|k| !k.is_empty());
+        let publish_key = key(
+            "publish key",
+            (args.publish_key.clone(), args.publish_key_file.as_deref()),
+            (raw.publish_key, raw.publish_key_file.as_deref()),
+        )?;
+        let admin_key = key(
+            "admin key",
+            (args.admin_key.clone(), args.admin_key_file.as_deref()),
+            (raw.admin_key, raw.admin_key_file.as_deref()),
+        )?;
         let anonymous =
             args.allow_anonymous_publish || raw.allow_anonymous_publish.unwrap_or(false);
         if publish_key.is_none() && !listen.ip().is_loopback() && !anonymous {
@@ -363,6 +381,26 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
         )?),
         max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
     })
+}
+
+/// A key from one level (flags and env) or the other (the file): the
+/// first level that names one wins; naming it twice at one level is an error.
+fn key(
+    what: &str,
+    args: (Option<String>, Option<&Path>),
+    file: (Option<String>, Option<&Path>),
+) -> anyhow::Result<Option<Secret>> {
+    for level in [args, file] {
+        match level {
+            (Some(_), Some(_)) => {
+                bail!("the {what} is given both as a value and as a file: give one")
+            }
+            (Some(text), None) => return Ok(Secret::new(text)),
+            (None, Some(path)) => return Secret::from_file(path, what).map(Some),
+            (None, None) => {}
+        }
+    }
+    Ok(None)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
