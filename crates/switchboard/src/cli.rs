@@ -88,6 +88,8 @@ pub struct ServeArgs {
 
     #[arg(long, env = "SWITCHBOARD_LOG")]
     pub log: Option<String>,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -105,4 +107,38 @@ pub struct PublishArgs {
     pub topic: String,
     /// The message's data, as JSON, e.g. '{"hello":1}'.
     pub json: String,
+}
+
+/// The HTTP edge's flags (file table `[http]`, docs/security.md).
+#[derive(Debug, Args, Default)]
+pub struct EdgeArgs {
+    /// A request head must be whole within this many ms (from the accept, or
+    /// from its first byte on a keep-alive connection). Default 10000.
+    #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// A keep-alive connection idle this many ms is closed. Default 75000.
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A request body must be whole within this many ms. Default 10000.
+    #[arg(long, env = "SWITCHBOARD_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// Largest request head in bytes; a bigger one gets 431. Default 16384.
+    #[arg(long, env = "SWITCHBOARD_MAX_HEAD_BYTES")]
+    pub max_head_bytes: Option<usize>,
+    /// Open TCP connections at most. Default: the descriptor limit less headroom.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address at most. Default: no cap.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    #[arg(long, env = "SWITCHBOARD_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// Peers whose X-Forwarded-For is believed (CIDR, comma-separated).
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Origins besides the request's own that browsers may come from
+    /// (`https://app.example.com`, `https://*.example.com`; comma-separated).
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }

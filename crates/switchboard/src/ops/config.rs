@@ -13,6 +13,9 @@ use switchboard_protocol::AppName;
 use crate::cli::ServeArgs;
 use crate::ops::secret::{redact_url, Secret};
 
+mod edge;
+pub use edge::{EdgeConfig, RawHttp};
+
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,9 @@ pub struct RawConfig {
     /// Sinks for the `buffer` action, by name.
     #[serde(default)]
     pub sinks: BTreeMap<String, RawSink>,
+    /// Timeouts, caps, proxies and origins of the HTTP listener.
+    #[serde(default)]
+    pub http: RawHttp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +151,9 @@ pub struct Config {
     pub sinks: Vec<crate::capability::sink::SinkConfig>,
     /// Print each lambda exchange to stdout (`switchboard dev` / `serve --dev`).
     pub dev: bool,
+    /// Publishing without a key from a client address that is not loopback.
+    pub allow_anonymous_publish: bool,
+    pub edge: EdgeConfig,
 }
 
 #[derive(Clone)]
@@ -229,7 +238,13 @@ pub struct LambdaConfig {
     pub forward_headers: Vec<String>,
 }
 
-const DEFAULT_HEADERS: [&str; 4] = ["authorization", "cookie", "user-agent", "accept-language"];
+const DEFAULT_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "user-agent",
+    "accept-language",
+    "origin",
+];
 
 impl Config {
     /// Reads the file named by the flags (if any), applies flags and env, validates.
@@ -327,9 +342,12 @@ impl Config {
             .into_iter()
             .map(|(name, sink)| sink_config(name, sink))
             .collect::<Result<_, _>>()?;
+        let edge = EdgeConfig::from_parts(raw.http, &args.edge)?;
         Ok(Self {
             dev: args.dev,
             sinks,
+            allow_anonymous_publish: anonymous,
+            edge,
 
             listen,
             broker,
