@@ -142,8 +142,15 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::open_with_prefix(addr, b"").await
+    }
+
+    /// Writes `prefix` (a PROXY protocol header) first.
+    pub async fn open_with_prefix(addr: SocketAddr, prefix: &[u8]) -> anyhow::Result<Self> {
         let tcp = within(WAIT, "a TCP connect", async {
-            Ok(TcpStream::connect(addr).await?)
+            let mut tcp = TcpStream::connect(addr).await?;
+            tcp.write_all(prefix).await?;
+            Ok(tcp)
         })
         .await?;
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
