@@ -71,7 +71,7 @@ async fn slow_heads_are_closed_at_header_timeout() -> anyhow::Result<()> {
         .await?
         .node("switchboard_header_timeouts");
     assert!(timeouts >= 21.0, "header_timeouts {timeouts}");
-    still_serves(&gw, &mut ws, "calm", 1).await
+    still_serves(&gw, None, &mut ws, "calm", 1).await
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn idle_keep_alive_connections_are_closed() -> anyhow::Result<()> {
         closed_within(&mut tcp, WAIT).await,
         "an idle keep-alive connection stays open past idle_timeout"
     );
-    still_serves(&gw, &mut ws, "calm", 1).await
+    still_serves(&gw, None, &mut ws, "calm", 1).await
 }
 
 #[tokio::test]
@@ -140,7 +140,7 @@ async fn a_trickled_publish_body_is_cut_off() -> anyhow::Result<()> {
     writer.abort();
     let m = Metrics::fetch(&gw.http_url()).await?;
     assert_eq!(m.node("switchboard_body_timeouts"), 1.0);
-    still_serves(&gw, &mut ws, "calm", 1).await
+    still_serves(&gw, None, &mut ws, "calm", 1).await
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn an_oversized_head_gets_431() -> anyhow::Result<()> {
         Some(200),
         "a 12 KiB head fits"
     );
-    still_serves(&gw, &mut ws, "calm", 1).await?;
+    still_serves(&gw, None, &mut ws, "calm", 1).await?;
 
     let (small, _dir) = gateway("max_head_bytes = 4096").await?;
     let mut over = TcpStream::connect(small.addr()).await?;
@@ -222,7 +222,7 @@ async fn a_flood_over_max_connections_is_refused_and_harms_nobody() -> anyhow::R
     edge::receives(&mut ws, "calm", 1).await?;
     drop(flood);
     wait_metric_at_most(&mut keep, "switchboard_tcp_connections", before as f64).await?;
-    still_serves(&gw, &mut ws, "calm", 2).await
+    still_serves(&gw, None, &mut ws, "calm", 2).await
 }
 
 /// Waits until the gauge `name` is at most `n`.
@@ -268,7 +268,7 @@ async fn a_flood_from_one_address_is_capped_per_address() -> anyhow::Result<()> 
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await?;
     assert_eq!(read_status(&mut other).await?, Some(200));
-    still_serves(&gw, &mut ws, "calm", 1).await
+    still_serves(&gw, None, &mut ws, "calm", 1).await
 }
 
 /// The gateway started by `sh` under `ulimit -n 64` (soft and hard), with
@@ -318,7 +318,7 @@ async fn running_out_of_descriptors_backs_off_and_recovers() -> anyhow::Result<(
     let errors = keep.metrics().await?.node("switchboard_accept_errors");
     assert!(errors <= 40.0, "{errors} failed accepts: no back-off");
     drop(flood);
-    still_serves(&gw, &mut ws, "calm", 2).await
+    still_serves(&gw, None, &mut ws, "calm", 2).await
 }
 
 #[tokio::test]
@@ -340,5 +340,5 @@ async fn the_default_cap_keeps_a_flood_off_the_descriptor_limit() -> anyhow::Res
         "the cap came before EMFILE"
     );
     drop(flood);
-    still_serves(&gw, &mut ws, "calm", 1).await
+    still_serves(&gw, None, &mut ws, "calm", 1).await
 }

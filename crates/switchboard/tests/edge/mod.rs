@@ -209,21 +209,18 @@ pub async fn receives(ws: &mut WsClient, topic: &str, n: u64) -> anyhow::Result<
 }
 
 /// After an attack: a new, well-behaved client is served (`/healthz`, and
-/// a publish that `ws` receives).
+/// a publish with `key` that `ws` receives).
 pub async fn still_serves(
     gateway: &Gateway,
+    key: Option<&str>,
     ws: &mut WsClient,
     topic: &str,
     n: u64,
 ) -> anyhow::Result<()> {
     let health = get(&gateway.url("/healthz")).await?;
     anyhow::ensure!(health.status == 200, "healthz answered {}", health.status);
-    let (status, body) = publish(
-        &gateway.http_url(),
-        None,
-        &json!({"topic": topic, "data": {"n": n}}),
-    )
-    .await?;
+    let msg = json!({"topic": topic, "data": {"n": n}});
+    let (status, body) = publish(&gateway.http_url(), key, &msg).await?;
     anyhow::ensure!(status == 200, "publish answered {status}: {body}");
     receives(ws, topic, n).await
 }
