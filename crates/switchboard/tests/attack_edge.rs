@@ -342,3 +342,19 @@ async fn the_default_cap_keeps_a_flood_off_the_descriptor_limit() -> anyhow::Res
     drop(flood);
     still_serves(&gw, None, &mut ws, "calm", 1).await
 }
+
+#[tokio::test]
+async fn streams_outlive_the_header_and_idle_timeouts() -> anyhow::Result<()> {
+    let (gw, _dir) = gateway("header_timeout_ms = 200\nidle_timeout_ms = 200").await?;
+    let mut ws = subscriber(&gw, "calm").await?;
+    let mut sse =
+        test_support::SseClient::connect(&gw.url("/v1/sse/pubsub?topic=calm"), &[]).await?;
+    assert_eq!(sse.status(), 200);
+    // Several timeouts long: the upgraded WebSocket and the SSE response are
+    // past their heads, so neither timer applies.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    still_serves(&gw, None, &mut ws, "calm", 1).await?;
+    let event = sse.next_event(WAIT).await?;
+    assert_eq!(event.json()?["n"], 1, "{event:?}");
+    Ok(())
+}
