@@ -156,6 +156,11 @@ async fn connections_without_a_valid_proxy_header_are_closed() -> anyhow::Result
     let m = keep.metrics().await?;
     let refused = m.node("switchboard_connections_refused{reason=\"proxy_header\"}");
     assert_eq!(refused, 4.0);
+    // A client's own PROXY header after the proxy's is not believed.
+    let mut spoof = TcpStream::connect(s.addr()).await?;
+    let two = [&v1[..], b"PROXY TCP4 192.0.2.99 127.0.0.1 1 2\r\n"].concat();
+    let status = ws_handshake(&mut spoof, &two, "/v1/ws?app=edge", &[]).await?;
+    assert_eq!(status, Some(400));
     // Well-behaved proxied clients go on.
     assert_eq!(s.remote_addr("127.0.0.1", v1, &[]).await?, "203.0.113.7");
     assert_eq!(keep.request("GET", "/healthz", None).await?.0, 200);
