@@ -10,7 +10,6 @@ mod edge;
 use std::time::Duration;
 
 use edge::{closed_within, connect_from, read_status, still_serves, subscriber, KeepAlive, BIN};
-use serde_json::json;
 use test_support::extra::{gateway_with_config, write_config, Metrics};
 use test_support::{within, Gateway, TempDir, WAIT};
 use tokio::io::AsyncWriteExt;
@@ -22,21 +21,6 @@ async fn gateway(http: &str) -> anyhow::Result<(Gateway, TempDir)> {
     let config = format!("[http]\n{http}\n\n[apps.pubsub]\nlambda = \"direct\"\n");
     let gateway = gateway_with_config(BIN, &dir, &config, &[]).await?;
     Ok((gateway, dir))
-}
-
-/// Waits until the edge counter `name` (a `switchboard_...` sample) is at
-/// least `n`, reading /metrics on `keep`; returns its value.
-async fn wait_metric(keep: &mut KeepAlive, name: &str, n: f64) -> anyhow::Result<f64> {
-    within(WAIT, &format!("{name} >= {n}"), async {
-        loop {
-            let v = keep.metrics().await?.node(name);
-            if v >= n {
-                return Ok(v);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
 }
 
 #[tokio::test]
@@ -185,19 +169,19 @@ async fn a_flood_over_max_connections_is_refused_and_harms_nobody() -> anyhow::R
     let (gw, _dir) = gateway("max_connections = 20\nheader_timeout_ms = 60000").await?;
     let mut ws = subscriber(&gw, "calm").await?;
     let mut keep = KeepAlive::open(gw.addr()).await?;
-    let before = wait_metric(&mut keep, "switchboard_tcp_connections", 2.0).await? as usize;
-    let mut flood = Vec::new();
-    for _ in 0..40 {
-        flood.push(TcpStream::connect(gw.addr()).await?);
-    }
+    let before = keep
+        .wait_metric("switchboard_tcp_connections", ">= 2.0", |v| v >= 2.0)
+        .await? as usize;
+    let mut flood = edge::flood("127.0.0.1", gw.addr(), 40).await?;
     let places = 20 - before;
     let refused = (40 - places) as f64;
-    let got = wait_metric(
-        &mut keep,
-        "switchboard_connections_refused{reason=\"max_connections\"}",
-        refused,
-    )
-    .await?;
+    let got = keep
+        .wait_metric(
+            "switchboard_connections_refused{reason=\"max_connections\"}",
+            ">= refused",
+            |v| v >= refused,
+        )
+        .await?;
     assert_eq!(got, refused);
     // Accepted in order: the ones past the places left are closed at once.
     for (i, tcp) in flood.iter_mut().enumerate().skip(places) {
@@ -211,50 +195,23 @@ async fn a_flood_over_max_connections_is_refused_and_harms_nobody() -> anyhow::R
         20.0
     );
     // Existing clients go on: a publish on the open connection reaches the subscriber.
-    let (status, body) = keep
-        .request(
-            "POST",
-            "/v1/publish",
-            Some(&json!({"topic": "calm", "data": {"n": 1}})),
-        )
-        .await?;
-    assert_eq!(status, 200, "{body}");
-    edge::receives(&mut ws, "calm", 1).await?;
+    edge::publish_over(&mut keep, &mut ws, "calm", 1).await?;
     drop(flood);
-    wait_metric_at_most(&mut keep, "switchboard_tcp_connections", before as f64).await?;
-    still_serves(&gw, None, &mut ws, "calm", 2).await
-}
-
-/// Waits until the gauge `name` is at most `n`.
-async fn wait_metric_at_most(keep: &mut KeepAlive, name: &str, n: f64) -> anyhow::Result<()> {
-    within(WAIT, &format!("{name} <= {n}"), async {
-        while keep.metrics().await?.node(name) > n {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+    keep.wait_metric("switchboard_tcp_connections", "at most before", |v| {
+        v <= before as f64
     })
-    .await
+    .await?;
+    still_serves(&gw, None, &mut ws, "calm", 2).await
 }
 
 #[tokio::test]
 async fn a_flood_from_one_address_is_capped_per_address() -> anyhow::Result<()> {
     let (gw, _dir) = gateway("max_connections_per_ip = 5\nheader_timeout_ms = 60000").await?;
     let mut ws = subscriber(&gw, "calm").await?;
-    let mut flood = Vec::new();
-    for _ in 0..10 {
-        flood.push(connect_from("127.0.0.2", gw.addr()).await?);
-    }
+    let mut keep = KeepAlive::open(gw.addr()).await?;
+    let mut flood = edge::flood("127.0.0.2", gw.addr(), 10).await?;
     let sample = "switchboard_connections_refused{reason=\"max_connections_per_ip\"}";
-    let refused = within(WAIT, "5 refusals by address", async {
-        loop {
-            let v = Metrics::fetch(&gw.http_url()).await?.node(sample);
-            if v >= 5.0 {
-                return Ok(v);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await?;
+    let refused = keep.wait_metric(sample, ">= 5", |v| v >= 5.0).await?;
     assert_eq!(refused, 5.0);
     for (i, tcp) in flood.iter_mut().enumerate().skip(5) {
         assert!(
@@ -298,21 +255,11 @@ async fn running_out_of_descriptors_backs_off_and_recovers() -> anyhow::Result<(
         low_nofile_gateway(&dir, "max_connections = 100000\nheader_timeout_ms = 60000").await?;
     let mut ws = subscriber(&gw, "calm").await?;
     let mut keep = KeepAlive::open(gw.addr()).await?;
-    let mut flood = Vec::new();
-    for _ in 0..80 {
-        flood.push(TcpStream::connect(gw.addr()).await?);
-    }
-    wait_metric(&mut keep, "switchboard_accept_errors", 1.0).await?;
-    // Out of descriptors, existing connections still work.
-    let (status, body) = keep
-        .request(
-            "POST",
-            "/v1/publish",
-            Some(&json!({"topic": "calm", "data": {"n": 1}})),
-        )
+    let flood = edge::flood("127.0.0.1", gw.addr(), 80).await?;
+    keep.wait_metric("switchboard_accept_errors", ">= 1.0", |v| v >= 1.0)
         .await?;
-    assert_eq!(status, 200, "{body}");
-    edge::receives(&mut ws, "calm", 1).await?;
+    // Out of descriptors, existing connections still work.
+    edge::publish_over(&mut keep, &mut ws, "calm", 1).await?;
     // A second in EMFILE: a busy loop would fail thousands of accepts.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let errors = keep.metrics().await?.node("switchboard_accept_errors");
@@ -327,12 +274,9 @@ async fn the_default_cap_keeps_a_flood_off_the_descriptor_limit() -> anyhow::Res
     let gw = low_nofile_gateway(&dir, "header_timeout_ms = 60000").await?;
     let mut ws = subscriber(&gw, "calm").await?;
     let mut keep = KeepAlive::open(gw.addr()).await?;
-    let mut flood = Vec::new();
-    for _ in 0..80 {
-        flood.push(TcpStream::connect(gw.addr()).await?);
-    }
+    let flood = edge::flood("127.0.0.1", gw.addr(), 80).await?;
     let sample = "switchboard_connections_refused{reason=\"max_connections\"}";
-    wait_metric(&mut keep, sample, 40.0).await?;
+    keep.wait_metric(sample, ">= 40.0", |v| v >= 40.0).await?;
     let m = keep.metrics().await?;
     assert_eq!(
         m.node("switchboard_accept_errors"),

@@ -6,44 +6,34 @@
 
 mod edge;
 
-use edge::{peer_event, still_serves, subscriber, ws_handshake, BIN};
+use edge::{peer_event, still_serves, subscriber, ws_handshake, EdgeGateway};
 use serde_json::{json, Value};
-use test_support::extra::gateway_with_config;
-use test_support::{http_request, Gateway, LoggingPhp, SseClient};
+use test_support::{http_request, SseClient};
 use tokio::net::TcpStream;
 
 const EVIL: &str = "https://evil.example";
 
-/// A gateway with keys, two allowed origin patterns, the direct app
-/// `pubsub` and the app `edge` (tests/php/edge.php).
+/// [`EdgeGateway`] with keys and two allowed origin patterns.
 struct Setup {
-    gateway: Gateway,
-    _lambda: LoggingPhp,
+    edge: EdgeGateway,
 }
 
 impl Setup {
     async fn start() -> anyhow::Result<Self> {
-        let lambda = LoggingPhp::start("switchboard-attack-origin", "edge.php", &[]).await?;
-        let config = format!(
-            "publish_key = \"pk\"\nadmin_key = \"ak\"\n\n[http]\n\
-             allowed_origins = [\"https://app.example.com\", \"https://*.example.org\"]\n\n\
-             [apps.pubsub]\nlambda = \"direct\"\n\n[apps.edge]\nlambda = \"{}\"\n",
-            lambda.url()
-        );
-        let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;
+        let config = "publish_key = \"pk\"\nadmin_key = \"ak\"\n\n[http]\n\
+                      allowed_origins = [\"https://app.example.com\", \"https://*.example.org\"]";
         Ok(Self {
-            gateway,
-            _lambda: lambda,
+            edge: EdgeGateway::start(config).await?,
         })
     }
 
     /// `http://127.0.0.1:PORT`: the origin of a page the gateway served.
     fn own(&self) -> String {
-        self.gateway.http_url()
+        self.edge.gateway.http_url()
     }
 
     async fn ws_status(&self, origin: Option<&str>) -> anyhow::Result<Option<u16>> {
-        let mut tcp = TcpStream::connect(self.gateway.addr()).await?;
+        let mut tcp = TcpStream::connect(self.edge.gateway.addr()).await?;
         let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
         ws_handshake(&mut tcp, b"", "/v1/ws", &headers).await
     }
@@ -61,7 +51,7 @@ impl Setup {
         headers.extend(auth.as_deref().map(|a| ("Authorization", a)));
         headers.extend(origin.map(|o| ("Origin", o)));
         let body = body.map(Value::to_string);
-        let url = self.gateway.url(path);
+        let url = self.edge.gateway.url(path);
         let resp = http_request(method, &url, &headers, body.as_deref().map(str::as_bytes)).await?;
         Ok((resp.status, resp.json().unwrap_or_default()))
     }
@@ -97,7 +87,7 @@ fn welcome(own: &str) -> Vec<String> {
 #[tokio::test]
 async fn websocket_upgrades_from_foreign_origins_are_refused() -> anyhow::Result<()> {
     let s = Setup::start().await?;
-    let mut ws = subscriber(&s.gateway, "calm").await?;
+    let mut ws = subscriber(&s.edge.gateway, "calm").await?;
     for origin in foreign(&s.own()) {
         assert_eq!(s.ws_status(Some(&origin)).await?, Some(403), "{origin}");
     }
@@ -109,13 +99,13 @@ async fn websocket_upgrades_from_foreign_origins_are_refused() -> anyhow::Result
         Some(101),
         "no Origin: not a browser"
     );
-    still_serves(&s.gateway, Some("pk"), &mut ws, "calm", 1).await
+    still_serves(&s.edge.gateway, Some("pk"), &mut ws, "calm", 1).await
 }
 
 #[tokio::test]
 async fn sse_from_foreign_origins_is_refused() -> anyhow::Result<()> {
     let s = Setup::start().await?;
-    let url = s.gateway.url("/v1/sse/pubsub?topic=calm");
+    let url = s.edge.gateway.url("/v1/sse/pubsub?topic=calm");
     for origin in foreign(&s.own()) {
         let sse = SseClient::connect(&url, &[("Origin", &origin)]).await?;
         assert_eq!(sse.status(), 403, "{origin}");
@@ -165,7 +155,7 @@ async fn publish_and_admin_from_foreign_origins_are_refused_key_or_no_key() -> a
 #[tokio::test]
 async fn the_origin_is_forwarded_to_the_lambda_by_default() -> anyhow::Result<()> {
     let s = Setup::start().await?;
-    let mut tcp = TcpStream::connect(s.gateway.addr()).await?;
+    let mut tcp = TcpStream::connect(s.edge.gateway.addr()).await?;
     let origin = [("Origin", "https://app.example.com")];
     let status = ws_handshake(&mut tcp, b"", "/v1/ws?app=edge", &origin).await?;
     assert_eq!(status, Some(101));

@@ -9,36 +9,28 @@ mod edge;
 
 use std::net::SocketAddr;
 
-use edge::{closed_within, connect_from, peer_event, read_status, ws_handshake, KeepAlive, BIN};
+use edge::{
+    closed_within, connect_from, peer_event, read_status, ws_handshake, EdgeGateway, KeepAlive,
+};
 use serde_json::json;
-use test_support::extra::gateway_with_config;
-use test_support::{http_request, Gateway, LoggingPhp, WAIT};
+use switchboard::transport::proxy_protocol::v2_header;
+use test_support::{http_request, Gateway, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A gateway whose app `edge` is tests/php/edge.php, with `[http]` `http`
-/// and top-level `top`.
+/// [`EdgeGateway`] with top-level `top` and `[http]` `http`.
 struct Setup {
-    gateway: Gateway,
-    _lambda: LoggingPhp,
+    edge: EdgeGateway,
 }
 
 impl Setup {
     async fn start(top: &str, http: &str) -> anyhow::Result<Self> {
-        let lambda = LoggingPhp::start("switchboard-attack-proxy", "edge.php", &[]).await?;
-        let config = format!(
-            "{top}\n[http]\n{http}\n\n[apps.edge]\nlambda = \"{}\"\n",
-            lambda.url()
-        );
-        let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;
-        Ok(Self {
-            gateway,
-            _lambda: lambda,
-        })
+        let edge = EdgeGateway::start(&format!("{top}\n[http]\n{http}")).await?;
+        Ok(Self { edge })
     }
 
     fn addr(&self) -> SocketAddr {
-        self.gateway.addr()
+        self.edge.gateway.addr()
     }
 
     /// The `remote_addr` the lambda was given for a WebSocket opened on a
@@ -57,34 +49,9 @@ impl Setup {
     }
 }
 
-/// A v2 PROXY header (command PROXY, TCP) for `src` -> 127.0.0.1:80, or
-/// command LOCAL with `None`.
+/// A v2 header with a TLV after the addresses, as an NLB adds (type 0xEA).
 fn v2(src: Option<SocketAddr>) -> Vec<u8> {
-    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    let mut payload = Vec::new();
-    let (cmd, fam) = match src {
-        None => (0x20, 0x00),
-        Some(SocketAddr::V4(a)) => {
-            payload.extend_from_slice(&a.ip().octets());
-            payload.extend_from_slice(&[127, 0, 0, 1]);
-            payload.extend_from_slice(&a.port().to_be_bytes());
-            payload.extend_from_slice(&80u16.to_be_bytes());
-            (0x21, 0x11)
-        }
-        Some(SocketAddr::V6(a)) => {
-            payload.extend_from_slice(&a.ip().octets());
-            payload.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
-            payload.extend_from_slice(&a.port().to_be_bytes());
-            payload.extend_from_slice(&80u16.to_be_bytes());
-            (0x21, 0x21)
-        }
-    };
-    // A TLV after the addresses, as an NLB adds (type 0xEA, 3 bytes).
-    payload.extend_from_slice(&[0xea, 0, 3, 1, 2, 3]);
-    out.extend_from_slice(&[cmd, fam]);
-    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out
+    v2_header(src, &[0xea, 0, 3, 1, 2, 3])
 }
 
 #[tokio::test]
@@ -208,12 +175,12 @@ async fn anonymous_publish(
 async fn anonymous_publish_is_refused_from_a_non_loopback_client() -> anyhow::Result<()> {
     let s = Setup::start("", "trusted_proxies = [\"127.0.0.1\"]").await?;
     let far = [("X-Forwarded-For", "203.0.113.5")];
-    let (status, body) = anonymous_publish(&s.gateway, &far).await?;
+    let (status, body) = anonymous_publish(&s.edge.gateway, &far).await?;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "forbidden");
     let near = [("X-Forwarded-For", "127.0.0.9")];
-    assert_eq!(anonymous_publish(&s.gateway, &near).await?.0, 200);
-    assert_eq!(anonymous_publish(&s.gateway, &[]).await?.0, 200);
+    assert_eq!(anonymous_publish(&s.edge.gateway, &near).await?.0, 200);
+    assert_eq!(anonymous_publish(&s.edge.gateway, &[]).await?.0, 200);
 
     // Through the PROXY protocol too.
     let p = Setup::start("", "proxy_protocol = true").await?;
@@ -234,7 +201,7 @@ async fn anonymous_publish_is_refused_from_a_non_loopback_client() -> anyhow::Re
         "trusted_proxies = [\"127.0.0.1\"]",
     )
     .await?;
-    assert_eq!(anonymous_publish(&open.gateway, &far).await?.0, 200);
+    assert_eq!(anonymous_publish(&open.edge.gateway, &far).await?.0, 200);
     Ok(())
 }
 

@@ -87,6 +87,41 @@ pub async fn read_header<R: AsyncRead + Unpin>(
     }
 }
 
+/// The v2 header a proxy sends for a TCP connection from `src` to port 80
+/// of the loopback address of its family (command `LOCAL` with `None`),
+/// with `tlv` after the addresses. For tests and tools: the gateway reads
+/// headers, it never sends one.
+pub fn v2_header(src: Option<SocketAddr>, tlv: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let (cmd, fam) = match src {
+        None => (0x20, 0x00),
+        Some(SocketAddr::V4(a)) => {
+            payload.extend_from_slice(&a.ip().octets());
+            payload.extend_from_slice(&Ipv4Addr::LOCALHOST.octets());
+            (0x21, 0x11)
+        }
+        Some(SocketAddr::V6(a)) => {
+            payload.extend_from_slice(&a.ip().octets());
+            payload.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+            (0x21, 0x21)
+        }
+    };
+    if let Some(a) = src {
+        payload.extend_from_slice(&a.port().to_be_bytes());
+        payload.extend_from_slice(&80u16.to_be_bytes());
+    }
+    payload.extend_from_slice(tlv);
+    let mut out = V2_SIG.to_vec();
+    out.extend_from_slice(&[cmd, fam]);
+    out.extend_from_slice(
+        &u16::try_from(payload.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// `PROXY TCP4 SRC DST SPORT DPORT` (CRLF removed), or `PROXY UNKNOWN ...`.
 fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
     let line = std::str::from_utf8(line).map_err(|_| ProxyError::Invalid("v1 not ASCII"))?;

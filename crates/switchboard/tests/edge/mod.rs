@@ -14,12 +14,35 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use test_support::extra::Metrics;
-use test_support::{get, publish, within, Gateway, WsClient, WAIT};
+use test_support::extra::{gateway_with_config, Metrics};
+use test_support::{get, publish, within, Gateway, LoggingPhp, WsClient, WAIT};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A gateway with the direct app `pubsub` and the app `edge`
+/// (tests/php/edge.php, which pushes the `remote_addr` and `origin` it was
+/// given), with `config` (top-level keys, then tables) before the apps.
+pub struct EdgeGateway {
+    pub gateway: Gateway,
+    _lambda: LoggingPhp,
+}
+
+impl EdgeGateway {
+    pub async fn start(config: &str) -> anyhow::Result<Self> {
+        let lambda = LoggingPhp::start("switchboard-attack", "edge.php", &[]).await?;
+        let config = format!(
+            "{config}\n\n[apps.pubsub]\nlambda = \"direct\"\n\n[apps.edge]\nlambda = \"{}\"\n",
+            lambda.url()
+        );
+        let gateway = gateway_with_config(BIN, lambda.dir(), &config, &[]).await?;
+        Ok(Self {
+            gateway,
+            _lambda: lambda,
+        })
+    }
+}
 
 /// A TCP connection to `addr` from the loopback address `source` (any of
 /// 127.0.0.0/8: distinct client addresses on one machine).
@@ -190,6 +213,49 @@ impl KeepAlive {
         anyhow::ensure!(status == 200, "GET /metrics answered {status}");
         Ok(Metrics::parse(&text))
     }
+
+    /// Waits until the sample `name` (`switchboard_...` with its labels)
+    /// passes `ok`, reading /metrics on this connection; returns its value.
+    pub async fn wait_metric(
+        &mut self,
+        name: &str,
+        what: &str,
+        ok: impl Fn(f64) -> bool,
+    ) -> anyhow::Result<f64> {
+        within(WAIT, &format!("{name} {what}"), async {
+            loop {
+                let v = self.metrics().await?.node(name);
+                if ok(v) {
+                    return Ok(v);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+    }
+}
+
+/// `n` TCP connections to `addr` from `source`, held and sending nothing.
+pub async fn flood(source: &str, addr: SocketAddr, n: usize) -> anyhow::Result<Vec<TcpStream>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(connect_from(source, addr).await?);
+    }
+    Ok(held)
+}
+
+/// Publishes `{"n": n}` on `topic` over `keep` (a publisher connected
+/// before the attack) and waits for `ws` to get it.
+pub async fn publish_over(
+    keep: &mut KeepAlive,
+    ws: &mut WsClient,
+    topic: &str,
+    n: u64,
+) -> anyhow::Result<()> {
+    let msg = json!({"topic": topic, "data": {"n": n}});
+    let (status, body) = keep.request("POST", "/v1/publish", Some(&msg)).await?;
+    anyhow::ensure!(status == 200, "publish answered {status}: {body}");
+    receives(ws, topic, n).await
 }
 
 /// A WebSocket client on the direct app `pubsub`, subscribed to `topic`.

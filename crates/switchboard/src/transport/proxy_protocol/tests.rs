@@ -15,35 +15,6 @@ fn parse_all(bytes: &[u8]) -> Result<(Option<SocketAddr>, usize), ProxyError> {
     }
 }
 
-/// A v2 header for `src` -> 127.0.0.1:80 (or LOCAL with `None`).
-pub(crate) fn v2(src: Option<SocketAddr>, tlv: &[u8]) -> Vec<u8> {
-    let mut out = V2_SIG.to_vec();
-    let mut payload = Vec::new();
-    let (cmd, fam) = match src {
-        None => (0x20, 0x00),
-        Some(SocketAddr::V4(a)) => {
-            payload.extend_from_slice(&a.ip().octets());
-            payload.extend_from_slice(&[127, 0, 0, 1]);
-            payload.extend_from_slice(&a.port().to_be_bytes());
-            payload.extend_from_slice(&80u16.to_be_bytes());
-            (0x21, 0x11)
-        }
-        Some(SocketAddr::V6(a)) => {
-            payload.extend_from_slice(&a.ip().octets());
-            payload.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
-            payload.extend_from_slice(&a.port().to_be_bytes());
-            payload.extend_from_slice(&80u16.to_be_bytes());
-            (0x21, 0x21)
-        }
-    };
-    payload.extend_from_slice(tlv);
-    out.push(cmd);
-    out.push(fam);
-    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out
-}
-
 fn sock(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
@@ -99,26 +70,26 @@ fn bad_v1_lines_are_refused() {
 
 #[test]
 fn v2_headers_name_the_client() {
-    let four = v2(Some(sock("198.51.100.4:4000")), &[]);
+    let four = v2_header(Some(sock("198.51.100.4:4000")), &[]);
     assert_eq!(
         parse_all(&four).unwrap(),
         (Some(sock("198.51.100.4:4000")), 28)
     );
-    let six = v2(Some(sock("[2001:db8::9]:9")), &[0x04, 0, 1, 0xaa]);
+    let six = v2_header(Some(sock("[2001:db8::9]:9")), &[0x04, 0, 1, 0xaa]);
     assert_eq!(parse_all(&six).unwrap().0, Some(sock("[2001:db8::9]:9")));
-    assert_eq!(parse_all(&v2(None, &[])).unwrap(), (None, 16));
+    assert_eq!(parse_all(&v2_header(None, &[])).unwrap(), (None, 16));
 }
 
 #[test]
 fn bad_v2_headers_are_refused() {
-    let mut wrong_version = v2(Some(sock("1.2.3.4:1")), &[]);
+    let mut wrong_version = v2_header(Some(sock("1.2.3.4:1")), &[]);
     wrong_version[12] = 0x11;
-    let mut wrong_cmd = v2(Some(sock("1.2.3.4:1")), &[]);
+    let mut wrong_cmd = v2_header(Some(sock("1.2.3.4:1")), &[]);
     wrong_cmd[12] = 0x22;
-    let mut short = v2(Some(sock("1.2.3.4:1")), &[]);
+    let mut short = v2_header(Some(sock("1.2.3.4:1")), &[]);
     short[15] = 4;
     short.truncate(20);
-    let mut huge = v2(None, &[]);
+    let mut huge = v2_header(None, &[]);
     huge[14] = 0xff;
     for b in [wrong_version, wrong_cmd, short, huge] {
         assert!(
@@ -130,7 +101,7 @@ fn bad_v2_headers_are_refused() {
 
 #[tokio::test]
 async fn the_reader_takes_the_header_only() {
-    let mut bytes = v2(Some(sock("192.0.2.1:7")), &[]);
+    let mut bytes = v2_header(Some(sock("192.0.2.1:7")), &[]);
     bytes.extend_from_slice(b"GET /");
     let mut io = &bytes[..];
     assert_eq!(read_header(&mut io).await, Ok(Some(sock("192.0.2.1:7"))));
@@ -150,7 +121,7 @@ proptest::proptest! {
     #[test]
     fn mutated_headers_never_panic(pos in 0usize..40, byte in proptest::num::u8::ANY, v6 in proptest::bool::ANY) {
         let src = if v6 { sock("[2001:db8::1]:5") } else { sock("1.2.3.4:5") };
-        let mut b = v2(Some(src), &[]);
+        let mut b = v2_header(Some(src), &[]);
         if let Some(x) = b.get_mut(pos) { *x = byte; }
         let _ = parse_all(&b);
         let mut line = b"PROXY TCP4 203.0.113.7 10.0.0.1 56324 443\r\n".to_vec();
