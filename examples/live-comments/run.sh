@@ -56,7 +56,8 @@ pids+=($!)
 wait_port "$WEB_PORT" "the page server (php -S)"
 
 setsid "$SWITCHBOARD_BIN" serve --listen "127.0.0.1:$GATEWAY_PORT" --broker "$BROKER" \
-  --app "live_comments=http://127.0.0.1:$LAMBDA_PORT/index.php" &
+  --app "live_comments=http://127.0.0.1:$LAMBDA_PORT/index.php" \
+  --allowed-origins "http://127.0.0.1:$WEB_PORT" &
 pids+=($!)
 wait_port "$GATEWAY_PORT" "the gateway"
 

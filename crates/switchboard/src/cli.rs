@@ -64,14 +64,20 @@ pub struct ServeArgs {
     pub apps: Vec<String>,
     /// Broker: `memory` (embedded, the default), or a shared one for many nodes:
     /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md).
-    #[arg(long, env = "SWITCHBOARD_BROKER")]
+    #[arg(long, env = "SWITCHBOARD_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
     /// Key that publishers must send as `Authorization: Bearer KEY` to POST /v1/publish.
-    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true)]
     pub publish_key: Option<String>,
     /// Key for the admin API (GET /v1/admin/apps). Without one, admin endpoints answer 403.
-    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY")]
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// A file holding the publish key (white space trimmed); instead of --publish-key.
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY_FILE")]
+    pub publish_key_file: Option<PathBuf>,
+    /// A file holding the admin key (white space trimmed); instead of --admin-key.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
     /// Allow publishing without a key on a non-loopback listener.
     #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS_PUBLISH")]
     pub allow_anonymous_publish: bool,
@@ -96,6 +102,8 @@ pub struct ServeArgs {
     /// is no longer read (limits.max_lambda_jobs_per_connection). Default 256.
     #[arg(long, env = "SWITCHBOARD_MAX_LAMBDA_JOBS_PER_CONNECTION")]
     pub max_lambda_jobs_per_connection: Option<usize>,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +112,7 @@ pub struct PublishArgs {
     #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Publish key, sent as `Authorization: Bearer KEY`.
-    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY")]
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true)]
     pub key: Option<String>,
     /// Optional dedup key: a repeat within the dedup window is not published again.
     #[arg(long)]
@@ -113,4 +121,38 @@ pub struct PublishArgs {
     pub topic: String,
     /// The message's data, as JSON, e.g. '{"hello":1}'.
     pub json: String,
+}
+
+/// The HTTP edge's flags (file table `[http]`, docs/security.md).
+#[derive(Debug, Args, Default)]
+pub struct EdgeArgs {
+    /// A request head must be whole within this many ms (from the accept, or
+    /// from its first byte on a keep-alive connection). Default 10000.
+    #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// A keep-alive connection idle this many ms is closed. Default 75000.
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A request body must be whole within this many ms. Default 10000.
+    #[arg(long, env = "SWITCHBOARD_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// Largest request head in bytes; a bigger one gets 431. Default 16384.
+    #[arg(long, env = "SWITCHBOARD_MAX_HEAD_BYTES")]
+    pub max_head_bytes: Option<usize>,
+    /// Open TCP connections at most. Default: the descriptor limit less headroom.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address at most. Default: no cap.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    #[arg(long, env = "SWITCHBOARD_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// Peers whose X-Forwarded-For is believed (CIDR, comma-separated).
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Origins besides the request's own that browsers may come from
+    /// (`https://app.example.com`, `https://*.example.com`; comma-separated).
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }

@@ -57,6 +57,8 @@ pub struct Gateway {
     pub sink_tracker: TaskTracker,
     /// Every header some app forwards: a connection keeps only these.
     pub forwarded_headers: Vec<String>,
+    /// Connection caps and the edge's counters.
+    pub edge: Arc<crate::transport::edge::Edge>,
     draining: AtomicBool,
     node_id: String,
     next_stream: AtomicU64,
@@ -134,6 +136,7 @@ impl Gateway {
         forwarded_headers.dedup();
         Ok(Arc::new(Self {
             forwarded_headers,
+            edge: Arc::new(crate::transport::edge::Edge::new(&config.edge)),
             config,
             apps,
             broker,

@@ -139,9 +139,13 @@ async function startPhp(name, args, env) {
   return { child, port, url: `http://127.0.0.1:${port}` };
 }
 
+/** The page server's origin, once it runs: the gateways allow it (the page is on another port). */
+let pageOrigin = '';
+
 /** `switchboard serve` on a fixed port (so that a restart comes back where clients reconnect). */
 async function startGateway(name, port, lambdaUrl, broker = 'memory') {
-  const child = run(name, BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--broker', broker, '--app', `live_comments=${lambdaUrl}`], {
+  const origins = pageOrigin ? ['--allowed-origins', pageOrigin] : [];
+  const child = run(name, BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--broker', broker, '--app', `live_comments=${lambdaUrl}`, ...origins], {
     SWITCHBOARD_LOG: process.env.SWITCHBOARD_LOG || 'warn',
   });
   const ready = new Promise((resolve, reject) => {
@@ -396,6 +400,7 @@ async function main() {
   const env = { LIVE_COMMENTS_DATA: data, PHP_CLI_SERVER_WORKERS: '4' };
   const lambda = await startPhp('lambda', [path.join(example, 'lambda/index.php')], env);
   const web = await startPhp('web', ['-t', path.join(example, 'public'), path.join(example, 'web.php')], env);
+  pageOrigin = web.url;
   const g1 = await startGateway('gateway-1', await freePort(), `${lambda.url}/index.php`);
 
   const ctx = await launch();

@@ -1,5 +1,6 @@
 //! Operator and publisher endpoints: health, readiness, metrics, admin, publish.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
@@ -28,7 +29,8 @@ pub fn metrics(gw: &Gateway) -> Response {
         .map(|s| (s.name.as_str(), &*s.stats))
         .collect();
     sinks.sort_by_key(|(n, _)| *n);
-    let text = metrics::render_prometheus(&gw.node, &gw.apps_sorted(), &sinks);
+    let mut text = metrics::render_prometheus(&gw.node, &gw.apps_sorted(), &sinks);
+    metrics::render_edge(&mut text, &gw.edge.stats);
 
     text_response(200, "text/plain; version=0.0.4", text)
 }
@@ -94,8 +96,10 @@ pub fn admin_apps(gw: &Gateway, headers: &HeaderMap) -> Response {
     json_response(200, &json!({ "apps": apps, "sinks": sinks }))
 }
 
-pub async fn publish(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
-    let resp = publish_inner(gw, req).await;
+/// `client`: the real client address (after PROXY protocol and trusted
+/// `X-Forwarded-For`), which decides anonymous publishing.
+pub async fn publish(gw: &Arc<Gateway>, req: Request<Incoming>, client: IpAddr) -> Response {
+    let resp = publish_inner(gw, req, client).await;
     if resp.status() == 200 {
         // Counted per message inside; nothing to add.
     } else {
@@ -104,19 +108,40 @@ pub async fn publish(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
     resp
 }
 
-async fn publish_inner(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
-    if let Some(key) = &gw.config.publish_key {
-        if let Some(denied) = check_key(req.headers(), key) {
-            return denied;
+async fn publish_inner(gw: &Arc<Gateway>, req: Request<Incoming>, client: IpAddr) -> Response {
+    match &gw.config.publish_key {
+        Some(key) => {
+            if let Some(denied) = check_key(req.headers(), key) {
+                return denied;
+            }
         }
+        None if !gw.config.allow_anonymous_publish && !client.is_loopback() => {
+            return json_error(
+                403,
+                "forbidden",
+                "publishing without a key is allowed from loopback only (allow_anonymous_publish)",
+            );
+        }
+        None => {}
     }
     if !gw.broker.is_ready() {
         return json_error(503, "broker_unavailable", "the broker is not connected");
     }
-    let body = match Limited::new(req.into_body(), MAX_PUBLISH_BODY)
-        .collect()
-        .await
-    {
+    let body = Limited::new(req.into_body(), MAX_PUBLISH_BODY).collect();
+    let Ok(body) = tokio::time::timeout(gw.config.edge.body_timeout, body).await else {
+        gw.edge.stats.body_timeouts.inc();
+        let mut resp = json_error(
+            408,
+            "body_timeout",
+            "the request body did not arrive within body_timeout",
+        );
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    };
+    let body = match body {
         Ok(b) => b.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

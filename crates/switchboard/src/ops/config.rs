@@ -11,7 +11,11 @@ use serde::Deserialize;
 use switchboard_protocol::AppName;
 
 use crate::cli::ServeArgs;
+use crate::ops::secret::{redact_url, Secret};
 use crate::stream::topics::TopicPatterns;
+
+mod edge;
+pub use edge::{EdgeConfig, RawHttp};
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -21,6 +25,10 @@ pub struct RawConfig {
     pub broker: Option<String>,
     pub publish_key: Option<String>,
     pub admin_key: Option<String>,
+    /// A file holding the publish key (trimmed). Not together with `publish_key`.
+    pub publish_key_file: Option<std::path::PathBuf>,
+    /// A file holding the admin key (trimmed). Not together with `admin_key`.
+    pub admin_key_file: Option<std::path::PathBuf>,
     pub allow_anonymous_publish: Option<bool>,
     pub log: Option<String>,
     /// Milliseconds a drain may take after SIGTERM/SIGINT. Default 10000.
@@ -32,6 +40,9 @@ pub struct RawConfig {
     /// Sinks for the `buffer` action, by name.
     #[serde(default)]
     pub sinks: BTreeMap<String, RawSink>,
+    /// Timeouts, caps, proxies and origins of the HTTP listener.
+    #[serde(default)]
+    pub http: RawHttp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,8 +155,8 @@ pub enum OnFailure {
 pub struct Config {
     pub listen: SocketAddr,
     pub broker: BrokerUrl,
-    pub publish_key: Option<String>,
-    pub admin_key: Option<String>,
+    pub publish_key: Option<Secret>,
+    pub admin_key: Option<Secret>,
     pub log: String,
     pub drain_timeout: Duration,
     pub limits: Limits,
@@ -153,9 +164,12 @@ pub struct Config {
     pub sinks: Vec<crate::capability::sink::SinkConfig>,
     /// Print each lambda exchange to stdout (`switchboard dev` / `serve --dev`).
     pub dev: bool,
+    /// Publishing without a key from a client address that is not loopback.
+    pub allow_anonymous_publish: bool,
+    pub edge: EdgeConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum BrokerUrl {
     Memory,
     /// `nats://[user:pass@]HOST:PORT`: NATS with JetStream.
@@ -164,13 +178,26 @@ pub enum BrokerUrl {
     Redis(String),
 }
 
+/// Shows the URL without its credentials.
+impl std::fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Nats(url) => write!(f, "Nats({})", redact_url(url)),
+            Self::Redis(url) => write!(f, "Redis({})", redact_url(url)),
+        }
+    }
+}
+
 impl BrokerUrl {
     /// `memory`, `nats://...` or `redis://...`, checked for this build's features.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        if text == "memory" {
+    /// Errors show the URL without its credentials.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if url == "memory" {
             return Ok(Self::Memory);
         }
-        let (scheme, rest) = text.split_once("://").with_context(|| {
+        let text = &redact_url(url);
+        let (scheme, rest) = url.split_once("://").with_context(|| {
             format!("broker {text:?} is not memory, nats://HOST:PORT or redis://HOST:PORT")
         })?;
         let host = rest.rsplit('@').next().unwrap_or_default();
@@ -179,8 +206,8 @@ impl BrokerUrl {
             bail!("broker {text:?} names no host");
         }
         match scheme {
-            "nats" if cfg!(feature = "nats") => Ok(Self::Nats(text.to_owned())),
-            "redis" if cfg!(feature = "redis") => Ok(Self::Redis(text.to_owned())),
+            "nats" if cfg!(feature = "nats") => Ok(Self::Nats(url.to_owned())),
+            "redis" if cfg!(feature = "redis") => Ok(Self::Redis(url.to_owned())),
             "nats" | "redis" => {
                 bail!("broker {text:?}: this build has no {scheme} support (cargo feature `{scheme}`)")
             }
@@ -230,7 +257,13 @@ pub struct LambdaConfig {
     pub forward_headers: Vec<String>,
 }
 
-const DEFAULT_HEADERS: [&str; 4] = ["authorization", "cookie", "user-agent", "accept-language"];
+const DEFAULT_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "user-agent",
+    "accept-language",
+    "origin",
+];
 
 impl Config {
     /// Reads the file named by the flags (if any), applies flags and env, validates.
@@ -274,16 +307,16 @@ impl Config {
                 .or(raw.broker.as_deref())
                 .unwrap_or("memory"),
         )?;
-        let publish_key = args
-            .publish_key
-            .clone()
-            .or(raw.publish_key)
-            .filter(|k| !k.is_empty());
-        let admin_key = args
-            .admin_key
-            .clone()
-            .or(raw.admin_key)
-            .filter(|k| !k.is_empty());
+        let publish_key = key(
+            "publish key",
+            (args.publish_key.clone(), args.publish_key_file.as_deref()),
+            (raw.publish_key, raw.publish_key_file.as_deref()),
+        )?;
+        let admin_key = key(
+            "admin key",
+            (args.admin_key.clone(), args.admin_key_file.as_deref()),
+            (raw.admin_key, raw.admin_key_file.as_deref()),
+        )?;
         let anonymous =
             args.allow_anonymous_publish || raw.allow_anonymous_publish.unwrap_or(false);
         if publish_key.is_none() && !listen.ip().is_loopback() && !anonymous {
@@ -350,9 +383,12 @@ impl Config {
             .into_iter()
             .map(|(name, sink)| sink_config(name, sink))
             .collect::<Result<_, _>>()?;
+        let edge = EdgeConfig::from_parts(raw.http, &args.edge)?;
         Ok(Self {
             dev: args.dev,
             sinks,
+            allow_anonymous_publish: anonymous,
+            edge,
 
             listen,
             broker,
@@ -404,6 +440,26 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
         )?),
         max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
     })
+}
+
+/// A key from one level (flags and env) or the other (the file): the
+/// first level that names one wins; naming it twice at one level is an error.
+fn key(
+    what: &str,
+    args: (Option<String>, Option<&Path>),
+    file: (Option<String>, Option<&Path>),
+) -> anyhow::Result<Option<Secret>> {
+    for level in [args, file] {
+        match level {
+            (Some(_), Some(_)) => {
+                bail!("the {what} is given both as a value and as a file: give one")
+            }
+            (Some(text), None) => return Ok(Secret::new(text)),
+            (None, Some(path)) => return Secret::from_file(path, what).map(Some),
+            (None, None) => {}
+        }
+    }
+    Ok(None)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {

@@ -126,6 +126,42 @@ stats!(
     }
 );
 
+stats!(
+    /// The HTTP edge: TCP connections, refusals (`refused_*`: one
+    /// `switchboard_connections_refused{reason=..}` family), failed accepts, timeouts.
+    EdgeStats {
+        tcp_connections: Gauge = "Open TCP connections of every kind (what max_connections caps)",
+        accept_errors: Counter = "Failed accepts (out of descriptors and the like); each backs off",
+        header_timeouts: Counter = "Connections closed for a request head not whole within header_timeout or idle past idle_timeout",
+        body_timeouts: Counter = "Requests answered 408: body not whole within body_timeout",
+        forbidden_origins: Counter = "Requests refused 403 for a foreign Origin",
+        refused_max_connections: Counter = "",
+        refused_max_connections_per_ip: Counter = "",
+        refused_proxy_header: Counter = "",
+    }
+);
+
+/// [`EdgeStats`] as Prometheus text: `switchboard_<name>`, and the
+/// `refused_*` rows as one family labelled by reason.
+pub fn render_edge(out: &mut String, edge: &EdgeStats) {
+    let family = "switchboard_connections_refused";
+    let mut header = false;
+    for (name, kind, help, v) in edge.each() {
+        match name.strip_prefix("refused_") {
+            Some(reason) => {
+                if !header {
+                    header = true;
+                    let _ = writeln!(out, "# HELP {family} Connections closed at once (WebSocket/SSE requests refused 429 behind a trusted proxy), by reason\n# TYPE {family} counter");
+                }
+                let _ = writeln!(out, "{family}{{reason=\"{reason}\"}} {v}");
+            }
+            None => {
+                let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\nswitchboard_{name} {v}");
+            }
+        }
+    }
+}
+
 type Rows = Vec<(&'static str, &'static str, &'static str, i64)>;
 
 /// Renders Prometheus text exposition.
@@ -198,5 +234,24 @@ mod tests {
         assert!(text.contains("switchboard_app_pushes{app=\"b\"} 0\n"));
         assert!(text.contains("# TYPE switchboard_app_streams gauge"));
         assert_eq!(app_json(&a)["pushes"], 2);
+    }
+
+    #[test]
+    fn edge_refusals_are_one_family() {
+        let e = EdgeStats::default();
+        e.refused_max_connections_per_ip.add(2);
+        e.accept_errors.inc();
+        let mut text = String::new();
+        render_edge(&mut text, &e);
+        assert!(
+            text.contains("switchboard_connections_refused{reason=\"max_connections_per_ip\"} 2\n")
+        );
+        assert!(text.contains("switchboard_connections_refused{reason=\"proxy_header\"} 0\n"));
+        assert_eq!(
+            text.matches("# TYPE switchboard_connections_refused counter")
+                .count(),
+            1
+        );
+        assert!(text.contains("switchboard_accept_errors 1\n"));
     }
 }

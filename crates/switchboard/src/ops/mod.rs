@@ -6,3 +6,4 @@ pub mod config;
 pub mod lambda_check;
 pub mod metrics;
 pub mod publish_cmd;
+pub mod secret;

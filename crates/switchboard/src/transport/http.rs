@@ -2,10 +2,11 @@
 //! upgrades WebSockets and hands their sockets to [`super::ws::run`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
@@ -19,6 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::edge::{ConnSlot, IpSlot, Refusal};
+use super::idle::{ByteCount, Counted, HeadTimer};
+use super::{origin, proxy_protocol, real_ip};
 use crate::gateway::Gateway;
 use crate::ops::api;
 use crate::stream::{Connection, Transport};
@@ -29,6 +33,8 @@ pub type Response = hyper::Response<Body>;
 pub enum Body {
     Full(Option<Bytes>),
     Sse(mpsc::Receiver<Bytes>),
+    /// A body that holds a place under `max_connections_per_ip` while it lasts.
+    Held(Box<Body>, IpSlot),
 }
 
 impl hyper::body::Body for Body {
@@ -42,11 +48,15 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Sse(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+            Body::Held(body, _) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Body::Full(None))
+        match self {
+            Body::Held(body, _) => body.is_end_stream(),
+            other => matches!(other, Body::Full(None)),
+        }
     }
 }
 
@@ -74,50 +84,129 @@ pub fn text_response(status: u16, content_type: &str, body: String) -> Response 
         .unwrap_or_else(|_| hyper::Response::new(Body::Full(None)))
 }
 
+/// Longest back-off after a failed accept (out of descriptors and the like).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What one connection's requests know of it.
+pub struct Peer {
+    /// The TCP peer, or the client its PROXY protocol header named.
+    pub addr: SocketAddr,
+    /// Held while the connection (or the WebSocket it became) is open.
+    _slot: ConnSlot,
+}
+
 /// Accepts connections until `stop` is cancelled (the drain's first step);
-/// returning drops the listener.
+/// returning drops the listener. Nothing here waits for a client: the caps
+/// are counters, everything else runs in the connection's task.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationToken) {
+    let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
+                    backoff = Duration::ZERO;
+                    // Over a cap: `tcp` is dropped, so closed at once (counted).
+                    let Ok(slot) = gw.edge.admit(remote.ip()) else { continue };
                     let _ = tcp.set_nodelay(true);
-                    gw.tracker.spawn(serve_connection(gw.clone(), tcp, remote));
+                    gw.tracker.spawn(serve_connection(gw.clone(), tcp, remote, slot));
                 }
                 Err(e) => {
-                    // Out of descriptors and the like: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // EMFILE and the like: the connection stays in the backlog
+                    // and accept fails again at once, so back off (doubling).
+                    gw.edge.stats.accept_errors.inc();
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_ACCEPT_BACKOFF);
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                 }
             },
         }
     }
 }
 
-async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, remote: SocketAddr) {
+/// One connection: PROXY header (if configured), then HTTP/1.1 with the
+/// header, idle and head-size bounds, until it ends or the drain.
+async fn serve_connection(
+    gw: Arc<Gateway>,
+    mut tcp: TcpStream,
+    remote: SocketAddr,
+    mut slot: ConnSlot,
+) {
+    let edge = &gw.config.edge;
+    let mut addr = remote;
+    if edge.proxy_protocol {
+        let header =
+            tokio::time::timeout(edge.header_timeout, proxy_protocol::read_header(&mut tcp));
+        match header.await {
+            Ok(Ok(source)) => addr = source.unwrap_or(remote),
+            Ok(Err(e)) => {
+                gw.edge.refuse(Refusal::ProxyHeader);
+                return tracing::debug!(error = %e, %remote, "PROXY protocol header refused");
+            }
+            Err(_) => {
+                gw.edge.refuse(Refusal::ProxyHeader);
+                return tracing::debug!(%remote, "no PROXY protocol header within header_timeout");
+            }
+        }
+        if gw.edge.admit_proxied(&mut slot, addr.ip()).is_err() {
+            return;
+        }
+    }
+    // [TLS goes here: the stream hyper reads, counted below, is its plaintext.]
+    let count = Arc::new(ByteCount::default());
+    let timer = HeadTimer {
+        header: edge.header_timeout,
+        idle: edge.idle_timeout,
+        count: count.clone(),
+    };
+    let peer = Arc::new(Peer { addr, _slot: slot });
     let svc_gw = gw.clone();
-    let svc = service_fn(move |req| route(svc_gw.clone(), req, remote));
+    let svc = service_fn(move |req| route(svc_gw.clone(), req, peer.clone()));
     let conn = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tcp), svc)
+        .timer(timer)
+        .header_read_timeout(edge.header_timeout)
+        .max_header_size(edge.max_head_bytes)
+        .serve_connection(TokioIo::new(Counted::new(tcp, count)), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
         _ = gw.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            conn.await
         }
+    };
+    if let Err(e) = ended {
+        if e.is_timeout() {
+            gw.edge.stats.header_timeouts.inc();
+        }
+        tracing::debug!(error = %e, %remote, "connection ended");
     }
 }
 
 async fn route(
     gw: Arc<Gateway>,
     req: Request<Incoming>,
-    remote: SocketAddr,
+    peer: Arc<Peer>,
 ) -> Result<Response, Infallible> {
     let path = req.uri().path().to_owned();
+    let via_proxy = !gw.edge.counts_connection_of(peer.addr.ip());
+    let client = real_ip::client_ip(peer.addr.ip(), req.headers(), &gw.edge.trusted_proxies);
+    if path.starts_with("/v1/") {
+        let scheme = origin::request_scheme(req.headers(), "http", via_proxy);
+        if !origin::allowed(req.headers(), scheme, &gw.config.edge.allowed_origins) {
+            gw.edge.stats.forbidden_origins.inc();
+            return Ok(json_error(
+                403,
+                "forbidden_origin",
+                "this Origin may not use this gateway (allowed_origins)",
+            ));
+        }
+    }
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => text_response(200, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => api::readyz(&gw),
@@ -125,9 +214,16 @@ async fn route(
         (&Method::GET, "/v1/admin/apps") => api::admin_apps(&gw, req.headers()),
         // The long handlers are boxed: hyper keeps one allocation the size
         // of this future per connection for the connection's life.
-        (&Method::POST, "/v1/publish") => Box::pin(api::publish(&gw, req)).await,
-        (&Method::GET, "/v1/ws") => websocket(gw, req, remote),
+        (&Method::POST, "/v1/publish") => Box::pin(api::publish(&gw, req, client)).await,
+        (&Method::GET, "/v1/ws") => match stream_slot(&gw, via_proxy, client) {
+            Ok(slot) => websocket(gw, req, peer, client, slot),
+            Err(refused) => too_many(refused),
+        },
         (&Method::GET, p) if p.starts_with("/v1/sse/") => {
+            let slot = match stream_slot(&gw, via_proxy, client) {
+                Ok(slot) => slot,
+                Err(refused) => return Ok(too_many(refused)),
+            };
             let app = p.trim_start_matches("/v1/sse/").to_owned();
             let (mut params, resume) = query_params(req.uri().query());
             let last_event_id = req
@@ -137,15 +233,19 @@ async fn route(
                 .map(str::to_owned);
             params.remove("resume");
             let headers = header_map(&gw, req.headers());
-            Box::pin(super::sse::open(
+            let resp = Box::pin(super::sse::open(
                 gw,
                 &app,
                 params,
                 last_event_id.or(resume),
                 headers,
-                remote.ip().to_string(),
+                client.to_string(),
             ))
-            .await
+            .await;
+            match slot {
+                Some(slot) => resp.map(|body| Body::Held(Box::new(body), slot)),
+                None => resp,
+            }
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/v1/admin/apps" | "/v1/publish" | "/v1/ws") => {
             json_error(405, "method_not_allowed", "method not allowed on this path")
@@ -155,7 +255,34 @@ async fn route(
     Ok(resp)
 }
 
-fn websocket(gw: Arc<Gateway>, mut req: Request<Incoming>, remote: SocketAddr) -> Response {
+/// Behind a trusted proxy the connection is not counted per address: each
+/// WebSocket or SSE request is, by its forwarded address, for its life.
+fn stream_slot(
+    gw: &Arc<Gateway>,
+    via_proxy: bool,
+    client: IpAddr,
+) -> Result<Option<IpSlot>, Refusal> {
+    if !via_proxy {
+        return Ok(None);
+    }
+    gw.edge.claim_ip(client).map(Some)
+}
+
+fn too_many(_: Refusal) -> Response {
+    json_error(
+        429,
+        "too_many_connections",
+        "too many connections from this address (max_connections_per_ip)",
+    )
+}
+
+fn websocket(
+    gw: Arc<Gateway>,
+    mut req: Request<Incoming>,
+    peer: Arc<Peer>,
+    client: IpAddr,
+    slot: Option<IpSlot>,
+) -> Response {
     let accept = match super::ws::handshake::accept(req.method(), req.headers()) {
         Ok(a) => a,
         Err(e) => return json_error(400, "bad_handshake", &e.to_string()),
@@ -180,15 +307,18 @@ fn websocket(gw: Arc<Gateway>, mut req: Request<Incoming>, remote: SocketAddr) -
     let upgrade = hyper::upgrade::on(&mut req);
     let task_gw = gw.clone();
     gw.tracker.spawn(async move {
+        // The connection's places under the caps go with its socket.
+        let _held = (peer, slot);
         let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        let Ok(parts) = upgraded.downcast::<TokioIo<Counted<TcpStream>>>() else {
             return tracing::warn!("websocket upgrade: unexpected IO type");
         };
-        let conn = Connection::new(task_gw, Transport::Ws, headers, remote.ip().to_string());
-        super::ws::run(conn, parts.io.into_inner(), parts.read_buf, shortcut).await;
+        let conn = Connection::new(task_gw, Transport::Ws, headers, client.to_string());
+        let tcp = parts.io.into_inner().into_inner();
+        super::ws::run(conn, tcp, parts.read_buf, shortcut).await;
     });
     hyper::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -1,6 +1,11 @@
 //! Transports: the HTTP listener and its routes, WebSocket and SSE framing.
 //! They know frames and sockets, not apps.
 
+pub mod edge;
 pub mod http;
+pub mod idle;
+pub mod origin;
+pub mod proxy_protocol;
+pub mod real_ip;
 pub mod sse;
 pub mod ws;

@@ -24,13 +24,7 @@ use crate::broker::BrokerError;
 /// unanswered pings, which keeps "not ready" within about 1.5 s.
 const PING_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The URL without its password, for logs.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
+pub(super) use crate::ops::secret::redact_url as redact;
 
 pub(super) async fn connect(
     url: &str,

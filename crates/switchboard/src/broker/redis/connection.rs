@@ -26,13 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Channels per SUBSCRIBE when re-declaring interest.
 const SUBSCRIBE_CHUNK: usize = 512;
 
-/// The URL without its password, for logs.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
+pub(super) use crate::ops::secret::redact_url as redact;
 
 struct Session {
     conn: MultiplexedConnection,
