@@ -89,6 +89,22 @@ async fn next_of(
     .await
 }
 
+/// Polls `/metrics` until the node-wide sample `name` satisfies `pred`.
+async fn node_metric(
+    url: &str,
+    name: &str,
+    limit: Duration,
+    pred: impl Fn(f64) -> bool,
+) -> anyhow::Result<()> {
+    within(limit, name, async {
+        while !pred(Metrics::fetch(url).await?.node(name)) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Waits until `progress` stops moving (unchanged for 2 s); its value.
 async fn settled(progress: &AtomicUsize, total: usize) -> anyhow::Result<usize> {
     within(LONG, "the flood's writes to stop or end", async {
@@ -241,15 +257,7 @@ async fn reconnecting_openers_cannot_make_another_connections_events_fail() -> a
         within(LONG, "the attacking connections", async { a.await? }).await?;
     }
     // Every attacker's connection has ended at the gateway.
-    within(LONG, "the attackers' connections to end", async {
-        loop {
-            if Metrics::fetch(&url).await?.node("switchboard_connections") <= 1.0 {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await?;
+    node_metric(&url, "switchboard_connections", LONG, |v| v <= 1.0).await?;
     let queued = Metrics::fetch(&url).await?.app("lambda_queue", "chat");
     assert!(queued > 0.0, "the attack queued events");
 
@@ -297,15 +305,7 @@ async fn a_connection_with_its_share_of_lambda_events_out_is_not_read() -> anyho
     })
     .await?;
     let url = gw.http_url();
-    within(WAIT, "reads_paused", async {
-        loop {
-            if Metrics::fetch(&url).await?.node("switchboard_reads_paused") >= 1.0 {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await?;
+    node_metric(&url, "switchboard_reads_paused", WAIT, |v| v >= 1.0).await?;
     assert_eq!(client_messages(&lambda).len(), 2, "the third was not read");
     // Another connection is read as usual.
     let mut other = WsClient::connect(&gw.ws_url("/v1/ws")).await?;
