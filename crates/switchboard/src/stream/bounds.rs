@@ -13,6 +13,7 @@ use switchboard_protocol::Topic;
 use tokio::time::Instant;
 
 use super::Connection;
+use crate::capability::rate_limit::RateLimiter;
 use crate::gateway::App;
 
 /// What a queued `send` costs beyond its data: its place in the queues.
@@ -23,34 +24,10 @@ pub(super) const TOO_MANY_TOPICS: &str = "too_many_topics";
 pub(super) const OPEN_RATE: &str = "open_rate";
 pub(super) const FORBIDDEN_TOPIC: &str = "forbidden_topic";
 
-/// A token bucket: `per_second` opens a second, as many at once.
-pub(super) struct OpenRate {
-    tokens: f64,
-    last: Instant,
-    per_second: f64,
-}
-
-impl OpenRate {
-    pub fn new(per_second: u32) -> Self {
-        Self {
-            tokens: f64::from(per_second),
-            last: Instant::now(),
-            per_second: f64::from(per_second),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// The connection's open rate: `per_second` opens a second, as many at
+/// once (the subscriptions' GCRA limiter, with a burst of one second's worth).
+pub(super) fn open_rate(per_second: u32) -> RateLimiter {
+    RateLimiter::new(f64::from(per_second), per_second)
 }
 
 /// The slot for a new stream: the next one that no live stream holds.
@@ -110,7 +87,7 @@ impl Connection {
 
     /// Takes one open from the connection's rate.
     pub(super) fn open_allowed(&mut self) -> bool {
-        self.opens.take(Instant::now())
+        self.opens.check(Instant::now())
     }
 
     /// Counts a queued `send` of `len` bytes against the stream and connection.
@@ -172,15 +149,15 @@ mod tests {
 
     #[test]
     fn the_open_rate_refills_over_time_up_to_its_burst() {
-        let mut r = OpenRate::new(5);
-        let t0 = r.last;
-        assert_eq!((0..10).filter(|_| r.take(t0)).count(), 5);
+        let mut r = open_rate(5);
+        let t0 = Instant::now();
+        assert_eq!((0..10).filter(|_| r.check(t0)).count(), 5);
         // 400 ms later: two more.
         let t1 = t0 + Duration::from_millis(400);
-        assert_eq!((0..10).filter(|_| r.take(t1)).count(), 2);
+        assert_eq!((0..10).filter(|_| r.check(t1)).count(), 2);
         // A long pause refills to the burst only.
         let t2 = t1 + Duration::from_secs(60);
-        assert_eq!((0..10).filter(|_| r.take(t2)).count(), 5);
+        assert_eq!((0..10).filter(|_| r.check(t2)).count(), 5);
     }
 
     #[test]

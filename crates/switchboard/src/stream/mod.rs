@@ -200,7 +200,7 @@ pub struct Connection {
     inbox: VecDeque<Inbound>,
     /// Bytes of `send` data of all its streams waiting for lambdas.
     send_bytes: usize,
-    opens: bounds::OpenRate,
+    opens: crate::capability::rate_limit::RateLimiter,
 }
 
 impl Connection {
@@ -220,7 +220,7 @@ impl Connection {
         );
         Self {
             send_bytes: 0,
-            opens: bounds::OpenRate::new(gw.config.limits.max_opens_per_second),
+            opens: bounds::open_rate(gw.config.limits.max_opens_per_second),
             gw,
             outbox,
             transport,
