@@ -104,6 +104,8 @@ pub struct ServeArgs {
     pub max_lambda_jobs_per_connection: Option<usize>,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -155,4 +157,26 @@ pub struct EdgeArgs {
     /// (`https://app.example.com`, `https://*.example.com`; comma-separated).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+}
+
+/// History bounds (file table `[history]`, docs/security.md "Node-wide memory bounds").
+#[derive(Debug, Args, Default)]
+pub struct HistoryArgs {
+    /// Messages each topic keeps in history (history.max_messages). Default 1000.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_MESSAGES")]
+    pub history_max_messages: Option<usize>,
+    /// Bytes of data each topic keeps in history (history.max_bytes). Default 1048576.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_BYTES")]
+    pub history_max_bytes: Option<usize>,
+    /// Oldest message each topic keeps, ms (history.max_age_ms). Default 600000.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_AGE_MS")]
+    pub history_max_age_ms: Option<u64>,
+    /// Embedded broker: bytes of history over all topics; past it the node's
+    /// oldest messages go first (history.max_total_bytes). Default 268435456.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_TOTAL_BYTES")]
+    pub history_max_total_bytes: Option<usize>,
+    /// NATS: `max_bytes` of the JetStream history stream it creates
+    /// (history.nats_max_bytes). Default 1073741824.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_NATS_MAX_BYTES")]
+    pub history_nats_max_bytes: Option<u64>,
 }

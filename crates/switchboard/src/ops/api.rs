@@ -29,6 +29,9 @@ pub fn metrics(gw: &Gateway) -> Response {
         .map(|s| (s.name.as_str(), &*s.stats))
         .collect();
     sinks.sort_by_key(|(n, _)| *n);
+    if let Some(bytes) = gw.broker.history_bytes() {
+        gw.node.history_bytes.set(bytes as i64);
+    }
     let mut text = metrics::render_prometheus(&gw.node, &gw.apps_sorted(), &sinks);
     metrics::render_edge(&mut text, &gw.edge.stats);
 

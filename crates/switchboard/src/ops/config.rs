@@ -15,7 +15,9 @@ use crate::ops::secret::{redact_url, Secret};
 use crate::stream::topics::TopicPatterns;
 
 mod edge;
+mod history;
 pub use edge::{EdgeConfig, RawHttp};
+pub use history::{RawHistory, RawHistoryPrefix};
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,9 @@ pub struct RawConfig {
     /// Timeouts, caps, proxies and origins of the HTTP listener.
     #[serde(default)]
     pub http: RawHttp,
+    /// History bounds per topic (and per topic prefix) and per node.
+    #[serde(default)]
+    pub history: RawHistory,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +172,7 @@ pub struct Config {
     /// Publishing without a key from a client address that is not loopback.
     pub allow_anonymous_publish: bool,
     pub edge: EdgeConfig,
+    pub history: crate::broker::history::HistoryPolicy,
 }
 
 #[derive(Clone)]
@@ -384,7 +390,9 @@ impl Config {
             .map(|(name, sink)| sink_config(name, sink))
             .collect::<Result<_, _>>()?;
         let edge = EdgeConfig::from_parts(raw.http, &args.edge)?;
+        let history = history::policy(raw.history, &args.history)?;
         Ok(Self {
+            history,
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,

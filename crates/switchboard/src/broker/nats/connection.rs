@@ -163,13 +163,18 @@ fn epoch_of(info: &stream::Info) -> String {
     format!("n{:x}", info.created.unix_timestamp_nanos())
 }
 
+/// One stream holds every topic: it keeps the widest bounds of any topic
+/// (each topic's own are applied when its history is read) within
+/// `nats_max_bytes` overall, dropping the stream's oldest messages first.
 fn stream_config(shared: &Shared, first_sequence: u64) -> stream::Config {
+    let widest = shared.history.widest();
     stream::Config {
         name: subjects::STREAM.into(),
         description: Some("Switchboard topic history".into()),
         subjects: vec![format!("{}>", subjects::MSG_PREFIX)],
-        max_messages_per_subject: shared.history.max_messages as i64,
-        max_age: shared.history.max_age.max(MIN_KEEP),
+        max_messages_per_subject: widest.max_messages as i64,
+        max_bytes: i64::try_from(shared.history.nats_max_bytes).unwrap_or(i64::MAX),
+        max_age: widest.max_age.max(MIN_KEEP),
         discard: DiscardPolicy::Old,
         storage: StorageType::File,
         num_replicas: 1,
@@ -192,7 +197,18 @@ async fn ensure_stream(shared: &Shared) -> anyhow::Result<stream::Stream> {
     use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     match shared.js.get_stream(subjects::STREAM).await {
         Ok(s) => {
-            usable(&s.cached_info().config)?;
+            let config = &s.cached_info().config;
+            usable(config)?;
+            let wanted = stream_config(shared, 1).max_bytes;
+            if config.max_bytes != wanted {
+                // Not edited behind the operator's back: said, once per connection.
+                tracing::warn!(
+                    stream = subjects::STREAM,
+                    max_bytes = config.max_bytes,
+                    history_nats_max_bytes = wanted,
+                    "the NATS history stream exists with another max_bytes; it is kept"
+                );
+            }
             return Ok(s);
         }
         Err(e) => match e.kind() {
