@@ -71,6 +71,9 @@ pub struct RawSink {
     pub flush_interval_ms: Option<u64>,
     /// Records kept while the target is down; past it the oldest are dropped (counted). Default 100000.
     pub max_buffer: Option<usize>,
+    /// Bytes of records kept while the target is down (the batch being
+    /// written included); past it the oldest are dropped (counted). Default 16777216 (16 MiB).
+    pub max_buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -447,6 +450,7 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
             "sink flush_interval_ms",
         )?),
         max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
+        max_buffer_bytes: positive(raw.max_buffer_bytes, 16 << 20, "sink max_buffer_bytes")?,
     })
 }
 
