@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// Allow publishing without a key on a non-loopback listener.
     #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS_PUBLISH")]
     pub allow_anonymous_publish: bool,
+    /// Serve GET /metrics on this address (IP:PORT) instead of on --listen,
+    /// which then answers it 404. Default: on --listen.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// `none` (default: /metrics is open to whoever reaches its listener) or
+    /// `admin_key` (it needs `Authorization: Bearer <admin key>`).
+    #[arg(long, env = "SWITCHBOARD_METRICS_AUTH")]
+    pub metrics_auth: Option<String>,
     /// Print each lambda exchange (event -> actions) to stdout as it happens.
     #[arg(long, env = "SWITCHBOARD_DEV")]
     pub dev: bool,

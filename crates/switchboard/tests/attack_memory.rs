@@ -201,11 +201,7 @@ async fn the_nats_history_stream_gets_max_bytes() -> anyhow::Result<()> {
         path.to_str().expect("UTF-8 path"),
     ];
     let gw = Gateway::start_with_env(BIN, &args, &env).await?;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while get(&gw.url("/readyz")).await?.status != 200 {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready on NATS");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_ready(WAIT).await?;
     let jsz = get(&nats.monitor_url("/jsz?streams=true&config=true"))
         .await?
         .json()?;

@@ -16,8 +16,10 @@ use crate::stream::topics::TopicPatterns;
 
 mod edge;
 mod history;
+mod metrics;
 pub use edge::{EdgeConfig, RawHttp};
 pub use history::{RawHistory, RawHistoryPrefix};
+pub use metrics::MetricsAuth;
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +34,11 @@ pub struct RawConfig {
     /// A file holding the admin key (trimmed). Not together with `admin_key`.
     pub admin_key_file: Option<std::path::PathBuf>,
     pub allow_anonymous_publish: Option<bool>,
+    /// Serve `GET /metrics` on this address (IP:PORT) instead of `listen`. Default: on `listen`.
+    pub metrics_listen: Option<String>,
+    /// `none` (default): /metrics is open to whoever reaches it; `admin_key`:
+    /// it needs `Authorization: Bearer <admin key>`.
+    pub metrics_auth: Option<MetricsAuth>,
     pub log: Option<String>,
     /// Milliseconds a drain may take after SIGTERM/SIGINT. Default 10000.
     pub drain_timeout_ms: Option<u64>,
@@ -162,6 +169,9 @@ pub enum OnFailure {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `/metrics` on its own listener (and not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_auth: MetricsAuth,
     pub broker: BrokerUrl,
     pub publish_key: Option<Secret>,
     pub admin_key: Option<Secret>,
@@ -326,6 +336,12 @@ impl Config {
             (args.admin_key.clone(), args.admin_key_file.as_deref()),
             (raw.admin_key, raw.admin_key_file.as_deref()),
         )?;
+        let (metrics_listen, metrics_auth) = metrics::listener(
+            args,
+            (raw.metrics_listen.as_deref(), raw.metrics_auth),
+            listen,
+            admin_key.is_some(),
+        )?;
         let anonymous =
             args.allow_anonymous_publish || raw.allow_anonymous_publish.unwrap_or(false);
         if publish_key.is_none() && !listen.ip().is_loopback() && !anonymous {
@@ -396,6 +412,8 @@ impl Config {
         let history = history::policy(raw.history, &args.history)?;
         Ok(Self {
             history,
+            metrics_listen,
+            metrics_auth,
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,
@@ -477,7 +495,19 @@ fn key(
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), toml_error(&text, &e)))
+}
+
+/// Where and what, without the line itself: the line may hold a key.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    format!("line {line}, column {column}: {}", e.message())
 }
 
 fn positive<T: Default + PartialEq + Copy + std::fmt::Display>(
@@ -654,6 +684,26 @@ mod tests {
             (128, 1 << 20, 50)
         );
         assert_eq!(l.max_lambda_jobs_per_connection, 256);
+    }
+
+    #[test]
+    fn file_errors_name_the_place_but_not_the_line() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        for (text, at) in [
+            (
+                "listen = \"127.0.0.1:0\"\npublish_key = [\"s3cret\"]\n",
+                "line 2, column 15",
+            ),
+            ("admin_key = \"s3cret\" extra\n", "line 1, column 22"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", read_file(&path).unwrap_err());
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains(at), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -25,12 +25,14 @@ use crate::broker::BrokerError;
 const PING_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(super) use crate::ops::secret::redact_url as redact;
+use crate::ops::secret::strip_userinfo;
 
 pub(super) async fn connect(
     url: &str,
     events_tx: mpsc::Sender<Event>,
 ) -> anyhow::Result<async_nats::Client> {
-    let client = async_nats::ConnectOptions::new()
+    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+    let client = login(async_nats::ConnectOptions::new(), &urls)?
         .name("switchboard")
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -45,10 +47,37 @@ pub(super) async fn connect(
                 let _ = tx.try_send(event);
             }
         })
-        .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
+        // Logged by async-nats as it connects: no credentials in them.
+        .connect(urls.iter().map(|u| strip_userinfo(u)).collect::<Vec<_>>())
         .await
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", redact(url)))?;
     Ok(client)
+}
+
+/// async-nats does not log in with a server URL's userinfo: the first URL
+/// that has some gives it as options (`user:password@`, or `token@`).
+fn login(
+    options: async_nats::ConnectOptions,
+    urls: &[&str],
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    for url in urls {
+        let addr: async_nats::ServerAddr = url
+            .parse()
+            .map_err(|_| anyhow::anyhow!("broker {} is not a NATS URL", redact(url)))?;
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                return Ok(options.user_and_password(decode(user), decode(password)))
+            }
+            (Some(token), None) => return Ok(options.token(decode(token))),
+            _ => {}
+        }
+    }
+    Ok(options)
 }
 
 /// Tracks the connection: on every (re)connection ensures the stream, reads
