@@ -328,3 +328,31 @@ proptest::proptest! {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_keep_the_total_and_the_index_exact() {
+    let b = Arc::new(broker_with(HistoryPolicy::new(
+        unbounded_topics(),
+        Vec::new(),
+        64 * 1024,
+        1 << 30,
+    )));
+    let data = format!("\"{}\"", "z".repeat(700));
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let (b, data) = (b.clone(), data.clone());
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    let t = format!("w{w}/t{}", i % 13);
+                    b.publish(vec![publication(&t, &data, None)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(b.history_bytes() <= 64 * 1024);
+    assert_eq!(b.history_bytes(), retained_cost(&b));
+    assert_index_consistent(&b);
+}
