@@ -11,6 +11,7 @@ use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{FrameDecoder, Opcode};
+use super::encode;
 use super::read::{self, Incoming};
 use super::{send_close, write_all, READ_CHUNK};
 
@@ -42,8 +43,8 @@ pub async fn run(
         let mut ended = None;
         while let Some(incoming) = read::next_message(&mut decoder, &mut rbuf, &mut segs) {
             match incoming {
-                Incoming::Text(text) => read::push_frame(Opcode::Text, text, &mut segs),
-                Incoming::Binary(data) => read::push_frame(Opcode::Binary, data, &mut segs),
+                Incoming::Text(text) => encode::push_frame(Opcode::Text, text, &mut segs),
+                Incoming::Binary(data) => encode::push_frame(Opcode::Binary, data, &mut segs),
                 Incoming::Close(code, reason) => {
                     ended = Some((code, reason));
                     break;

@@ -184,7 +184,7 @@ pub fn run(
                     let cursors = conn.cursors();
                     out_ping(&cursors, &mut segs);
                     // A protocol-level ping too: every WebSocket client answers it with a pong.
-                    read::push_frame(Opcode::Ping, Bytes::new(), &mut segs);
+                    encode::push_frame(Opcode::Ping, Bytes::new(), &mut segs);
                     if let Err(reason) = send(&mut tcp, &mut segs, write_timeout, &outbox).await {
                         end = reason;
                         break;
@@ -300,7 +300,7 @@ fn out_ping(cursors: &Map<String, Value>, segs: &mut Vec<Bytes>) {
 async fn send_close(tcp: &mut TcpStream, code: u16, reason: &str) {
     let mut segs = Vec::new();
     let payload = Bytes::from(codec::close_payload(code, reason));
-    read::push_frame(Opcode::Close, payload, &mut segs);
+    encode::push_frame(Opcode::Close, payload, &mut segs);
     let _ = write_all(tcp, &mut segs, Duration::from_secs(1)).await;
     let _ = tcp.shutdown().await;
     let mut sink = [0u8; 512];

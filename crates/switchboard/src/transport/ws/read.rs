@@ -9,7 +9,8 @@ use bytes::{Bytes, BytesMut};
 use switchboard_protocol::client::{ClientFrame, ErrorCode};
 use switchboard_protocol::CloseReason;
 
-use super::codec::{self, FrameDecoder, Opcode, WsMessage};
+use super::codec::{FrameDecoder, Opcode, WsMessage};
+use super::encode;
 use super::BadFrames;
 use crate::stream::{Connection, Out};
 
@@ -53,21 +54,11 @@ pub(super) fn next_message(
             Ok(None) => return None,
             Ok(Some(WsMessage::Text(text))) => return Some(Incoming::Text(text)),
             Ok(Some(WsMessage::Binary(data))) => return Some(Incoming::Binary(data)),
-            Ok(Some(WsMessage::Ping(payload))) => push_frame(Opcode::Pong, payload, segs),
+            Ok(Some(WsMessage::Ping(payload))) => encode::push_frame(Opcode::Pong, payload, segs),
             Ok(Some(WsMessage::Pong(_))) => {}
             Ok(Some(WsMessage::Close(_))) => return Some(Incoming::Close(1000, "")),
             Err(e) => return Some(Incoming::Close(e.close_code(), e.close_reason())),
         }
-    }
-}
-
-/// Appends one unmasked server frame (header, then `payload` as it is) to `segs`.
-pub(super) fn push_frame(opcode: Opcode, payload: Bytes, segs: &mut Vec<Bytes>) {
-    let mut header = [0u8; codec::MAX_HEADER];
-    let n = codec::write_header(opcode, payload.len(), &mut header);
-    segs.push(Bytes::copy_from_slice(&header[..n]));
-    if !payload.is_empty() {
-        segs.push(payload);
     }
 }
 
