@@ -166,6 +166,8 @@ pub struct Config {
     pub dev: bool,
     /// Publishing without a key from a client address that is not loopback.
     pub allow_anonymous_publish: bool,
+    /// Test only: serve the WebSocket echo endpoint `/v1/_echo` (loopback only).
+    pub ws_echo: bool,
     pub edge: EdgeConfig,
 }
 
@@ -325,6 +327,12 @@ impl Config {
                  or an explicit --allow-anonymous-publish"
             );
         }
+        if args.ws_echo && !listen.ip().is_loopback() {
+            bail!(
+                "--ws-echo is for tests only and needs a loopback listener, not {listen}: \
+                 the echo endpoint answers anyone who reaches it"
+            );
+        }
         let l = raw.limits;
         let limits = Limits {
             max_frame_bytes: positive(l.max_frame_bytes, 64 * 1024, "limits.max_frame_bytes")?,
@@ -388,6 +396,7 @@ impl Config {
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,
+            ws_echo: args.ws_echo,
             edge,
 
             listen,
@@ -659,5 +668,25 @@ mod tests {
         assert!(Config::from_parts(RawConfig::default(), &a).is_err());
         a.apps = vec!["ok".into()];
         assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+    }
+
+    #[test]
+    fn the_test_only_echo_endpoint_needs_a_loopback_listener() {
+        let mut a = args();
+        a.ws_echo = true;
+        assert!(
+            Config::from_parts(RawConfig::default(), &a)
+                .unwrap()
+                .ws_echo
+        );
+        a.listen = Some("0.0.0.0:8080".into());
+        a.allow_anonymous_publish = true;
+        let err = Config::from_parts(RawConfig::default(), &a).unwrap_err();
+        assert!(format!("{err:#}").contains("--ws-echo"), "{err:#}");
+        assert!(
+            !Config::from_parts(RawConfig::default(), &args())
+                .unwrap()
+                .ws_echo
+        );
     }
 }
