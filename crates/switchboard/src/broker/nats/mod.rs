@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
 use super::memory::HistoryLimits;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
 
 /// JetStream keeps a topic's messages at least this long, so that resuming
@@ -88,9 +89,13 @@ impl NatsBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        let supervisor = connection::supervise(shared.clone(), events_rx);
+        let events = Kept::new(events_rx);
+        let run = {
+            let shared = shared.clone();
+            move || connection::supervise(shared.clone(), events.clone())
+        };
         let redacted = connection::redact(url);
-        Ok(epoch::start_supervised(Self { shared }, supervisor, "NATS", &redacted).await)
+        Ok(epoch::start_supervised(Self { shared }, run, "NATS", &redacted).await)
     }
 }
 

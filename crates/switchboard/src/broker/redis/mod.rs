@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
 use super::memory::HistoryLimits;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
 
 /// How long a topic's `last`/`cut` outlive its last message: resuming on a
@@ -109,9 +110,13 @@ impl RedisBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        let supervisor = connection::supervise(shared.clone(), commands_rx);
+        let commands = Kept::new(commands_rx);
+        let run = {
+            let shared = shared.clone();
+            move || connection::supervise(shared.clone(), commands.clone())
+        };
         let redacted = connection::redact(url);
-        Ok(epoch::start_supervised(Self { shared }, supervisor, "Redis", &redacted).await)
+        Ok(epoch::start_supervised(Self { shared }, run, "Redis", &redacted).await)
     }
 }
 
