@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// is no longer read (limits.max_lambda_jobs_per_connection). Default 256.
     #[arg(long, env = "SWITCHBOARD_MAX_LAMBDA_JOBS_PER_CONNECTION")]
     pub max_lambda_jobs_per_connection: Option<usize>,
+    /// Lambda publishes one chain of messages may pass through before the
+    /// next is dropped (limits.max_publish_hops). Default 8.
+    #[arg(long, env = "SWITCHBOARD_MAX_PUBLISH_HOPS")]
+    pub max_publish_hops: Option<u8>,
     #[command(flatten)]
     pub edge: EdgeArgs,
 }

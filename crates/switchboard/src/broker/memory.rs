@@ -128,13 +128,10 @@ impl MemoryBroker {
             log.dedup_order.push_back((now, key.clone()));
         }
         let dedup_key = p.dedup_key.map(String::into_boxed_str);
-        let msg = Arc::new(Message::new(
-            p.topic,
-            id.clone(),
-            p.data,
-            self.epoch.clone(),
-            dedup_key,
-        ));
+        let msg = Arc::new(
+            Message::new(p.topic, id.clone(), p.data, self.epoch.clone(), dedup_key)
+                .with_hop(p.hop),
+        );
 
         log.remember(now, msg.clone(), &self.history);
         // Still under the topic's lock: delivery order is id order.
@@ -266,6 +263,7 @@ mod tests {
             topic: Topic::new(topic).unwrap(),
             data: RawValue::from_string(data.into()).unwrap(),
             dedup_key: key.map(Into::into),
+            hop: 0,
         }
     }
 

@@ -307,8 +307,12 @@ impl Worker {
                             data,
                             dedup_key,
                         }) => {
-                            publications
-                                .extend(publish::validate(topic.as_str(), data, dedup_key).ok());
+                            // One lambda publish after a close event (hop 0).
+                            publications.extend(
+                                publish::validate(topic.as_str(), data, dedup_key)
+                                    .ok()
+                                    .map(|p| publish::Publication { hop: 1, ..p }),
+                            );
                         }
                         Ok(Action::Buffer { sink, data }) => match self.sinks.get(&sink) {
                             Some(s) => {

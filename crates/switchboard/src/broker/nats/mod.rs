@@ -239,13 +239,20 @@ fn message(
         .and_then(|h| h.get(subjects::DEDUP_HEADER))
         .and_then(|v| subjects::unhex(v.as_str()))
         .map(String::into_boxed_str);
-    Some(Arc::new(Message::new(
-        topic.clone(),
-        Arc::from(seq.to_string()),
-        data,
-        epoch.clone(),
-        dedup_key,
-    )))
+    let hop = headers
+        .and_then(|h| h.get(subjects::HOP_HEADER))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some(Arc::new(
+        Message::new(
+            topic.clone(),
+            Arc::from(seq.to_string()),
+            data,
+            epoch.clone(),
+            dedup_key,
+        )
+        .with_hop(hop),
+    ))
 }
 
 impl Broker for NatsBroker {
@@ -276,6 +283,9 @@ impl Broker for NatsBroker {
                         subjects::DEDUP_HEADER,
                         subjects::hex(key.as_bytes()).as_str(),
                     );
+                }
+                if p.hop > 0 {
+                    headers.insert(subjects::HOP_HEADER, p.hop.to_string().as_str());
                 }
                 let payload = Bytes::copy_from_slice(p.data.get().as_bytes());
                 let ack = self

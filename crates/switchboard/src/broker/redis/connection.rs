@@ -300,7 +300,7 @@ fn on_live(shared: &Shared, m: &redis::Msg) {
         live.dedup_key,
         &epoch,
     ) {
-        deliver(shared, msg);
+        deliver(shared, Arc::new(msg.with_hop(live.hop)));
     }
 }
 
