@@ -176,13 +176,14 @@ pub fn unix_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ops::config::SlowConsumer;
     use crate::stream::outbox::Inbound;
     use std::collections::VecDeque;
 
-    fn fired(o: &Outbox) -> Vec<u64> {
+    /// The ids of the timers that fired since the last call.
+    pub(in crate::capability) fn fired(o: &Outbox) -> Vec<u64> {
         let mut q = VecDeque::new();
         o.take(&mut q);
         q.into_iter()
