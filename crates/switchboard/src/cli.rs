@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// (scripts/autobahn.sh). Refused on a listener that is not loopback.
     #[arg(long, env = "SWITCHBOARD_WS_ECHO", hide = true)]
     pub ws_echo: bool,
+    /// Lambda publishes one chain of messages may pass through before the
+    /// next is dropped (limits.max_publish_hops). Default 8.
+    #[arg(long, env = "SWITCHBOARD_MAX_PUBLISH_HOPS")]
+    pub max_publish_hops: Option<u8>,
     #[command(flatten)]
     pub edge: EdgeArgs,
 }

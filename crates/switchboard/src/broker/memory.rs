@@ -11,6 +11,7 @@ use switchboard_protocol::Topic;
 use tokio::time::{Duration, Instant};
 
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::{supervise, TaskKind};
 use crate::router::TopicRouter;
 
 /// How much history each topic keeps (the smallest bound wins).
@@ -85,15 +86,18 @@ impl MemoryBroker {
     /// Sweeps every `every` while the broker lives.
     pub fn start_sweeper(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+        tokio::spawn(supervise(TaskKind::Sweeper, move || {
+            let weak = weak.clone();
+            async move {
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
-                let Some(broker) = weak.upgrade() else { break };
-                broker.sweep();
+                loop {
+                    tick.tick().await;
+                    let Some(broker) = weak.upgrade() else { break };
+                    broker.sweep();
+                }
             }
-        });
+        }));
     }
 
     fn log(&self, topic: &Topic) -> Arc<Mutex<TopicLog>> {
@@ -124,13 +128,10 @@ impl MemoryBroker {
             log.dedup_order.push_back((now, key.clone()));
         }
         let dedup_key = p.dedup_key.map(String::into_boxed_str);
-        let msg = Arc::new(Message::new(
-            p.topic,
-            id.clone(),
-            p.data,
-            self.epoch.clone(),
-            dedup_key,
-        ));
+        let msg = Arc::new(
+            Message::new(p.topic, id.clone(), p.data, self.epoch.clone(), dedup_key)
+                .with_hop(p.hop),
+        );
 
         log.remember(now, msg.clone(), &self.history);
         // Still under the topic's lock: delivery order is id order.
@@ -262,6 +263,7 @@ mod tests {
             topic: Topic::new(topic).unwrap(),
             data: RawValue::from_string(data.into()).unwrap(),
             dedup_key: key.map(Into::into),
+            hop: 0,
         }
     }
 

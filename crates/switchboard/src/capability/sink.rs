@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::dispatcher::LambdaClient;
 pub use crate::ops::metrics::SinkStats;
+use crate::ops::supervise::{supervise, Kept, TaskKind};
 
 #[derive(Debug, Clone)]
 pub enum SinkTarget {
@@ -59,7 +60,23 @@ impl Sink {
         let (tx, rx) = mpsc::channel(cfg.max_buffer.clamp(1, 65_536));
         let stats = Arc::new(SinkStats::default());
         let name = cfg.name.clone();
-        tracker.spawn(run(cfg, rx, client, stats.clone(), stop));
+        // The records it holds survive a panic of its task.
+        let queue = Kept::new(Queue {
+            rx,
+            buffer: VecDeque::new(),
+            stopping: false,
+        });
+        let task_stats = stats.clone();
+        tracker.spawn(supervise(TaskKind::Sink, move || {
+            let (cfg, client, stats, stop) = (
+                cfg.clone(),
+                client.clone(),
+                task_stats.clone(),
+                stop.clone(),
+            );
+            let queue = queue.clone();
+            async move { run(cfg, &mut *queue.hold().await, client, stats, stop).await }
+        }));
         Self { name, tx, stats }
     }
 
@@ -89,17 +106,27 @@ pub fn record(app: &str, stream: &str, at_ms: u64, data: &serde_json::value::Raw
     out
 }
 
+/// A sink task's records: queued, and buffered for the target.
+struct Queue {
+    rx: mpsc::Receiver<Bytes>,
+    buffer: VecDeque<Bytes>,
+    stopping: bool,
+}
+
 async fn run(
     cfg: SinkConfig,
-    mut rx: mpsc::Receiver<Bytes>,
+    q: &mut Queue,
     client: LambdaClient,
     stats: Arc<SinkStats>,
     stop: CancellationToken,
 ) {
-    let mut buffer: VecDeque<Bytes> = VecDeque::new();
+    let Queue {
+        rx,
+        buffer,
+        stopping,
+    } = q;
     let mut tick = tokio::time::interval(cfg.flush_interval);
     let mut backoff_until: Option<Instant> = None;
-    let mut stopping = false;
     loop {
         tokio::select! {
             r = rx.recv() => match r {
@@ -114,15 +141,15 @@ async fn run(
                         continue;
                     }
                 }
-                None => stopping = true,
+                None => *stopping = true,
             },
             _ = tick.tick() => {}
-            _ = stop.cancelled(), if !stopping => {
+            _ = stop.cancelled(), if !*stopping => {
                 rx.close();
                 continue;
             }
         }
-        if backoff_until.is_some_and(|t| Instant::now() < t) && !stopping {
+        if backoff_until.is_some_and(|t| Instant::now() < t) && !*stopping {
             continue;
         }
         while !buffer.is_empty() {
@@ -142,7 +169,7 @@ async fn run(
                 }
             }
         }
-        if stopping {
+        if *stopping {
             if !buffer.is_empty() {
                 stats.records_dropped.add(buffer.len() as u64);
                 tracing::error!(sink = %cfg.name, lost = buffer.len(), "sink unavailable at shutdown: records lost");

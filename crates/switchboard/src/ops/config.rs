@@ -102,6 +102,9 @@ pub struct RawLimits {
     /// Events of one connection waiting for or in a lambda call before its
     /// socket is no longer read. Default 256.
     pub max_lambda_jobs_per_connection: Option<usize>,
+    /// Lambda publishes one chain of messages may pass through (a lambda
+    /// publishing to a topic it follows); past it the publish is dropped. Default 8.
+    pub max_publish_hops: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,6 +236,7 @@ pub struct Limits {
     pub max_queued_send_bytes: usize,
     pub max_opens_per_second: u32,
     pub max_lambda_jobs_per_connection: usize,
+    pub max_publish_hops: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +382,11 @@ impl Config {
                     .or(l.max_lambda_jobs_per_connection),
                 256,
                 "limits.max_lambda_jobs_per_connection",
+            )?,
+            max_publish_hops: positive(
+                args.max_publish_hops.or(l.max_publish_hops),
+                8,
+                "limits.max_publish_hops",
             )?,
         };
         let apps: Vec<AppConfig> = raw
@@ -651,6 +660,9 @@ mod tests {
             (128, 1 << 20, 50)
         );
         assert_eq!(l.max_lambda_jobs_per_connection, 256);
+        assert_eq!(l.max_publish_hops, 8);
+        let hops = "[limits]\nmax_publish_hops = 0\n";
+        assert!(Config::from_parts(toml::from_str(hops).unwrap(), &args()).is_err());
     }
 
     #[test]
