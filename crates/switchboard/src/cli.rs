@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// is no longer read (limits.max_lambda_jobs_per_connection). Default 256.
     #[arg(long, env = "SWITCHBOARD_MAX_LAMBDA_JOBS_PER_CONNECTION")]
     pub max_lambda_jobs_per_connection: Option<usize>,
+    /// Test only, hidden from --help: also serve `GET /v1/_echo`, a WebSocket
+    /// echo through the gateway's own framing, for the conformance suite
+    /// (scripts/autobahn.sh). Refused on a listener that is not loopback.
+    #[arg(long, env = "SWITCHBOARD_WS_ECHO", hide = true)]
+    pub ws_echo: bool,
+    /// Lambda publishes one chain of messages may pass through before the
+    /// next is dropped (limits.max_publish_hops). Default 8.
+    #[arg(long, env = "SWITCHBOARD_MAX_PUBLISH_HOPS")]
+    pub max_publish_hops: Option<u8>,
     #[command(flatten)]
     pub edge: EdgeArgs,
     #[command(flatten)]

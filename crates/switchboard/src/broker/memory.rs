@@ -14,6 +14,7 @@ use tokio::time::{Duration, Instant};
 
 pub use super::history::{HistoryLimits, HistoryPolicy};
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::{supervise, TaskKind};
 use crate::router::TopicRouter;
 
 type SharedLog = Arc<Mutex<TopicLog>>;
@@ -119,15 +120,18 @@ impl MemoryBroker {
     /// Sweeps every `every` while the broker lives.
     pub fn start_sweeper(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+        tokio::spawn(supervise(TaskKind::Sweeper, move || {
+            let weak = weak.clone();
+            async move {
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
-                let Some(broker) = weak.upgrade() else { break };
-                broker.sweep();
+                loop {
+                    tick.tick().await;
+                    let Some(broker) = weak.upgrade() else { break };
+                    broker.sweep();
+                }
             }
-        });
+        }));
     }
 
     fn log(&self, topic: &Topic) -> SharedLog {
@@ -165,13 +169,10 @@ impl MemoryBroker {
                 log.dedup_order.push_back((now, key.clone()));
             }
             let dedup_key = p.dedup_key.map(String::into_boxed_str);
-            let msg = Arc::new(Message::new(
-                p.topic,
-                id.clone(),
-                p.data,
-                self.epoch.clone(),
-                dedup_key,
-            ));
+            let msg = Arc::new(
+                Message::new(p.topic, id.clone(), p.data, self.epoch.clone(), dedup_key)
+                    .with_hop(p.hop),
+            );
             let added = cost(&msg);
             let freed = log.remember(now, msg.clone());
             self.node.settle(&shared, &mut log, added, freed);

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::dispatcher::LambdaClient;
 pub use crate::ops::metrics::SinkStats;
+use crate::ops::supervise::{supervise, TaskKind};
 
 #[derive(Debug, Clone)]
 pub enum SinkTarget {
@@ -65,19 +66,21 @@ struct Queue {
 
 #[derive(Default)]
 struct Pending {
+    /// Oldest first; the first `in_flight` are the batch being written,
+    /// which stay here (and count against the bounds) until it is written:
+    /// a write that fails, or a task that panics mid-write, loses nothing.
     records: VecDeque<Bytes>,
     /// Bytes of `records`.
     bytes: usize,
-    /// Records and bytes of the batch being written, which count against
-    /// the bounds until it is written or put back.
-    in_flight: (usize, usize),
+    in_flight: usize,
     /// The drain has begun: what comes now is dropped.
     closed: bool,
 }
 
 impl Queue {
-    /// Appends `record`, then drops the oldest while over a bound; answers
-    /// (whether `record` is kept, how many records were dropped).
+    /// Appends `record`, then drops the oldest records not being written
+    /// while over a bound; answers (whether `record` is kept, how many
+    /// records were dropped).
     fn push(&self, record: Bytes) -> (bool, u64) {
         let mut p = self.pending.lock();
         if p.closed || record.len() > self.max_bytes {
@@ -85,54 +88,44 @@ impl Queue {
         }
         p.bytes += record.len();
         p.records.push_back(record);
-        let dropped = self.trim(&mut p);
-        let kept = !p.records.is_empty();
+        let mut dropped = 0;
+        while p.records.len() > self.max_records || p.bytes > self.max_bytes {
+            let oldest = p.in_flight;
+            let Some(old) = p.records.remove(oldest) else {
+                break;
+            };
+            p.bytes -= old.len();
+            dropped += 1;
+        }
+        // Dropped last, it was the only one not being written.
+        let kept = p.records.len() > p.in_flight;
         if p.records.len() >= self.batch_size {
             self.ready.notify_one();
         }
         (kept, dropped)
     }
 
-    fn trim(&self, p: &mut Pending) -> u64 {
-        let mut dropped = 0;
-        while p.records.len() + p.in_flight.0 > self.max_records
-            || p.bytes + p.in_flight.1 > self.max_bytes
-        {
-            let Some(old) = p.records.pop_front() else {
-                break;
-            };
-            p.bytes -= old.len();
-            dropped += 1;
-        }
-        dropped
-    }
-
-    /// Takes up to `batch_size` of the oldest records to write.
+    /// The oldest records, up to `batch_size`, to write; they stay queued
+    /// until [`Queue::written`]. A batch taken before and not written (its
+    /// write failed, or its task panicked) is taken again.
     fn take(&self) -> Vec<Bytes> {
         let mut p = self.pending.lock();
         let n = p.records.len().min(self.batch_size);
-        let batch: Vec<Bytes> = p.records.drain(..n).collect();
-        let bytes = batch.iter().map(Bytes::len).sum::<usize>();
-        p.bytes -= bytes;
-        p.in_flight = (n, bytes);
-        batch
+        p.in_flight = n;
+        p.records.range(..n).cloned().collect()
     }
 
-    /// The batch taken last is written.
+    /// The batch taken last is written: it leaves the queue.
     fn written(&self) {
-        self.pending.lock().in_flight = (0, 0);
+        let mut p = self.pending.lock();
+        let n = std::mem::take(&mut p.in_flight);
+        let bytes: usize = p.records.drain(..n).map(|r| r.len()).sum();
+        p.bytes -= bytes;
     }
 
-    /// The batch taken last failed: it goes back in front, oldest first, and
-    /// what no longer fits (records that came meanwhile) drops the oldest.
-    fn put_back(&self, batch: Vec<Bytes>) -> u64 {
-        let mut p = self.pending.lock();
-        p.in_flight = (0, 0);
-        for rec in batch.into_iter().rev() {
-            p.bytes += rec.len();
-            p.records.push_front(rec);
-        }
-        self.trim(&mut p)
+    /// The batch taken last was not written: it is the oldest again.
+    fn not_written(&self) {
+        self.pending.lock().in_flight = 0;
     }
 
     /// Refuses new records; answers how many are left.
@@ -163,7 +156,18 @@ impl Sink {
         });
         let stats = Arc::new(SinkStats::default());
         let name = cfg.name.clone();
-        tracker.spawn(run(cfg, queue.clone(), client, stats.clone(), stop));
+        // The queue lives outside the task: its records survive a panic.
+        let (task_queue, task_stats) = (queue.clone(), stats.clone());
+        tracker.spawn(supervise(TaskKind::Sink, move || {
+            let (cfg, queue, client, stats, stop) = (
+                cfg.clone(),
+                task_queue.clone(),
+                client.clone(),
+                task_stats.clone(),
+                stop.clone(),
+            );
+            async move { run(cfg, queue, client, stats, stop).await }
+        }));
         Self { name, queue, stats }
     }
 
@@ -202,6 +206,8 @@ async fn run(
     stats: Arc<SinkStats>,
     stop: CancellationToken,
 ) {
+    // A run after a panic mid-write writes that batch again.
+    queue.not_written();
     let mut tick = tokio::time::interval(cfg.flush_interval);
     let mut backoff_until: Option<Instant> = None;
     let mut stopping = false;
@@ -230,8 +236,7 @@ async fn run(
                     backoff_until = None;
                 }
                 Err(e) => {
-                    let dropped = queue.put_back(batch);
-                    stats.records_dropped.add(dropped);
+                    queue.not_written();
                     stats.flush_failures.inc();
                     tracing::warn!(sink = %cfg.name, error = %e, buffered = queue.len(), "sink flush failed; will retry");
                     backoff_until = Some(Instant::now() + cfg.flush_interval);
@@ -440,11 +445,19 @@ mod tests {
         let batch = q.take();
         assert_eq!(batch.len(), 4);
         assert_eq!(q.push(rec(6)), (true, 1), "5 goes, 1-4 are in flight");
-        // It fails: back in front, oldest first.
-        assert_eq!(q.put_back(batch), 0);
-        let p = q.pending.lock();
-        let firsts: Vec<u8> = p.records.iter().map(|r| r[0]).collect();
-        assert_eq!(firsts, b"12346".to_vec());
-        assert_eq!((p.bytes, p.in_flight), (100, (0, 0)));
+        let firsts =
+            |q: &Queue| -> Vec<u8> { q.pending.lock().records.iter().map(|r| r[0]).collect() };
+        assert_eq!(firsts(&q), b"12346".to_vec());
+        // Written in part? Taken again whole until written.
+        assert_eq!(q.take().len(), 4);
+        let p = q.pending.lock().in_flight;
+        assert_eq!(p, 4);
+        // It fails: the same batch is taken again, oldest first.
+        q.not_written();
+        assert_eq!(q.take(), batch);
+        q.written();
+        assert_eq!(firsts(&q), b"6".to_vec());
+        assert_eq!(q.pending.lock().bytes, 20);
+        assert_eq!(q.push(Bytes::from(vec![b'y'; 90])), (true, 1), "6 goes");
     }
 }

@@ -41,6 +41,7 @@ pub fn metrics(gw: &Gateway, headers: &HeaderMap) -> Response {
     }
     let mut text = metrics::render_prometheus(&gw.node, &gw.apps_sorted(), &sinks);
     metrics::render_edge(&mut text, &gw.edge.stats);
+    metrics::TASK_RESTARTS.render(&mut text);
 
     text_response(200, "text/plain; version=0.0.4", text)
 }

@@ -117,6 +117,9 @@ pub struct RawLimits {
     /// Events of one connection waiting for or in a lambda call before its
     /// socket is no longer read. Default 256.
     pub max_lambda_jobs_per_connection: Option<usize>,
+    /// Lambda publishes one chain of messages may pass through (a lambda
+    /// publishing to a topic it follows); past it the publish is dropped. Default 8.
+    pub max_publish_hops: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +187,8 @@ pub struct Config {
     pub dev: bool,
     /// Publishing without a key from a client address that is not loopback.
     pub allow_anonymous_publish: bool,
+    /// Test only: serve the WebSocket echo endpoint `/v1/_echo` (loopback only).
+    pub ws_echo: bool,
     pub edge: EdgeConfig,
     pub history: crate::broker::history::HistoryPolicy,
 }
@@ -250,6 +255,7 @@ pub struct Limits {
     pub max_queued_send_bytes: usize,
     pub max_opens_per_second: u32,
     pub max_lambda_jobs_per_connection: usize,
+    pub max_publish_hops: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +356,12 @@ impl Config {
                  or an explicit --allow-anonymous-publish"
             );
         }
+        if args.ws_echo && !listen.ip().is_loopback() {
+            bail!(
+                "--ws-echo is for tests only and needs a loopback listener, not {listen}: \
+                 the echo endpoint answers anyone who reaches it"
+            );
+        }
         let l = raw.limits;
         let limits = Limits {
             max_frame_bytes: positive(l.max_frame_bytes, 64 * 1024, "limits.max_frame_bytes")?,
@@ -396,6 +408,11 @@ impl Config {
                 256,
                 "limits.max_lambda_jobs_per_connection",
             )?,
+            max_publish_hops: positive(
+                args.max_publish_hops.or(l.max_publish_hops),
+                8,
+                "limits.max_publish_hops",
+            )?,
         };
         let apps: Vec<AppConfig> = raw
             .apps
@@ -417,6 +434,7 @@ impl Config {
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,
+            ws_echo: args.ws_echo,
             edge,
 
             listen,
@@ -684,6 +702,9 @@ mod tests {
             (128, 1 << 20, 50)
         );
         assert_eq!(l.max_lambda_jobs_per_connection, 256);
+        assert_eq!(l.max_publish_hops, 8);
+        let hops = "[limits]\nmax_publish_hops = 0\n";
+        assert!(Config::from_parts(toml::from_str(hops).unwrap(), &args()).is_err());
     }
 
     #[test]
@@ -721,5 +742,25 @@ mod tests {
         assert!(Config::from_parts(RawConfig::default(), &a).is_err());
         a.apps = vec!["ok".into()];
         assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+    }
+
+    #[test]
+    fn the_test_only_echo_endpoint_needs_a_loopback_listener() {
+        let mut a = args();
+        a.ws_echo = true;
+        assert!(
+            Config::from_parts(RawConfig::default(), &a)
+                .unwrap()
+                .ws_echo
+        );
+        a.listen = Some("0.0.0.0:8080".into());
+        a.allow_anonymous_publish = true;
+        let err = Config::from_parts(RawConfig::default(), &a).unwrap_err();
+        assert!(format!("{err:#}").contains("--ws-echo"), "{err:#}");
+        assert!(
+            !Config::from_parts(RawConfig::default(), &args())
+                .unwrap()
+                .ws_echo
+        );
     }
 }

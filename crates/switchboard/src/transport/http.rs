@@ -268,6 +268,7 @@ async fn route(
                 None => resp,
             }
         }
+        (&Method::GET, "/v1/_echo") if gw.config.ws_echo => echo_websocket(gw, req, peer),
         (_, "/healthz" | "/readyz" | "/metrics" | "/v1/admin/apps" | "/v1/publish" | "/v1/ws") => {
             json_error(405, "method_not_allowed", "method not allowed on this path")
         }
@@ -338,11 +339,49 @@ fn websocket(
         return json_error(503, "draining", "gateway is draining");
     }
     let headers = header_map(&gw, req.headers());
-    let upgrade = hyper::upgrade::on(&mut req);
     let task_gw = gw.clone();
+    // The connection's places under the caps go with its socket.
+    let held = (peer, slot);
+    switch_protocols(&gw, &mut req, accept, move |tcp, leftover| async move {
+        let _held = held;
+        let conn = Connection::new(task_gw, Transport::Ws, headers, client.to_string());
+        super::ws::run(conn, tcp, leftover, shortcut).await;
+    })
+}
+
+/// `GET /v1/_echo` (test only, `serve --ws-echo`): a WebSocket that echoes
+/// every message through the gateway's own framing (`ws::echo`).
+fn echo_websocket(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: Arc<Peer>) -> Response {
+    let accept = match super::ws::handshake::accept(req.method(), req.headers()) {
+        Ok(a) => a,
+        Err(e) => return json_error(400, "bad_handshake", &e.to_string()),
+    };
+    let limits = super::ws::echo::EchoLimits {
+        max_message: gw.config.limits.max_frame_bytes,
+        write_timeout: gw.config.limits.write_timeout,
+    };
+    let shutdown = gw.shutdown.clone();
+    switch_protocols(&gw, &mut req, accept, move |tcp, leftover| async move {
+        let _held = peer;
+        super::ws::echo::run(tcp, leftover, limits, shutdown).await;
+    })
+}
+
+/// Answers `101 Switching Protocols`; once hyper hands over the socket,
+/// `serve` runs on it (with the bytes hyper had read past the head) as a
+/// task of the gateway's tracker, so the drain waits for it.
+fn switch_protocols<F, Fut>(
+    gw: &Arc<Gateway>,
+    req: &mut Request<Incoming>,
+    accept: String,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(TcpStream, Bytes) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let upgrade = hyper::upgrade::on(req);
     gw.tracker.spawn(async move {
-        // The connection's places under the caps go with its socket.
-        let _held = (peer, slot);
         let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -350,9 +389,7 @@ fn websocket(
         let Ok(parts) = upgraded.downcast::<TokioIo<Counted<TcpStream>>>() else {
             return tracing::warn!("websocket upgrade: unexpected IO type");
         };
-        let conn = Connection::new(task_gw, Transport::Ws, headers, client.to_string());
-        let tcp = parts.io.into_inner().into_inner();
-        super::ws::run(conn, tcp, parts.read_buf, shortcut).await;
+        serve(parts.io.into_inner().into_inner(), parts.read_buf).await;
     });
     hyper::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -13,6 +13,7 @@ fn publication(topic: &str, data: &str, key: Option<&str>) -> Publication {
         topic: Topic::new(topic).unwrap(),
         data: RawValue::from_string(data.into()).unwrap(),
         dedup_key: key.map(Into::into),
+        hop: 0,
     }
 }
 

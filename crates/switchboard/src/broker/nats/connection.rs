@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{message, subjects, unavailable, Follow, Session, Shared, CONFIRM_TIMEOUT, MIN_KEEP};
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
+use crate::ops::supervise::{supervise as supervised, Kept, TaskKind};
 
 /// Ping the server this often: a silent server is declared lost after two
 /// unanswered pings, which keeps "not ready" within about 1.5 s.
@@ -83,7 +84,10 @@ fn login(
 /// Tracks the connection: on every (re)connection ensures the stream, reads
 /// the epoch, and starts a new session (followers catch up); on a loss marks
 /// the node not ready at once.
-pub(super) async fn supervise(shared: Arc<Shared>, mut events_rx: mpsc::Receiver<Event>) {
+pub(super) async fn supervise(shared: Arc<Shared>, events: Kept<mpsc::Receiver<Event>>) {
+    let mut events_rx = events.hold().await;
+    // A restart after a panic ensures the stream again and starts a session.
+    shared.ready.store(false, Ordering::Release);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Log a lasting problem once, not on every tick.
@@ -329,7 +333,16 @@ pub(super) async fn watch(shared: &Arc<Shared>, topic: Topic) -> Result<(), Brok
             old.stop.cancel();
         }
     }
-    tokio::spawn(follow(shared.clone(), topic, sub, base, stop));
+    let kept = Kept::new(Followed {
+        sub,
+        last: base,
+        store: None,
+    });
+    let run = {
+        let shared = shared.clone();
+        move || follow(shared.clone(), topic.clone(), kept.clone(), stop.clone())
+    };
+    tokio::spawn(supervised(TaskKind::BrokerFollower, run));
     if !ready {
         // Subscribed on reconnection; the follower then sends `gap`.
         return Err(unavailable("NATS is not connected"));
@@ -358,23 +371,33 @@ struct Follower {
     store: u64,
 }
 
-async fn follow(
-    shared: Arc<Shared>,
-    topic: Topic,
-    mut sub: Subscriber,
+/// What a follower keeps across restarts: its subscription and position.
+struct Followed {
+    sub: Subscriber,
     last: Option<u64>,
-    stop: CancellationToken,
-) {
+    /// None until the first run reads the session's store.
+    store: Option<u64>,
+}
+
+async fn follow(shared: Arc<Shared>, topic: Topic, kept: Kept<Followed>, stop: CancellationToken) {
+    let mut kept = kept.hold().await;
+    let Followed { sub, last, store } = &mut *kept;
     let mut session = shared.session.subscribe();
-    let store = session.borrow_and_update().store;
+    let now = session.borrow_and_update().store;
     let mut f = Follower {
         shared,
         topic,
-        last,
+        last: *last,
         session,
-        store,
+        store: *store.get_or_insert(now),
     };
+    if f.store != now {
+        // The store changed while this follower was down.
+        f.on_session().await;
+    }
     loop {
+        *last = f.last;
+        *store = Some(f.store);
         tokio::select! {
             biased;
             () = stop.cancelled() => break,

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
 use super::history::HistoryPolicy;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
 
 /// JetStream keeps a topic's messages at least this long, so that resuming
@@ -88,9 +89,13 @@ impl NatsBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        let supervisor = connection::supervise(shared.clone(), events_rx);
+        let events = Kept::new(events_rx);
+        let run = {
+            let shared = shared.clone();
+            move || connection::supervise(shared.clone(), events.clone())
+        };
         let redacted = connection::redact(url);
-        Ok(epoch::start_supervised(Self { shared }, supervisor, "NATS", &redacted).await)
+        Ok(epoch::start_supervised(Self { shared }, run, "NATS", &redacted).await)
     }
 }
 
@@ -232,13 +237,20 @@ fn message(
         .and_then(|h| h.get(subjects::DEDUP_HEADER))
         .and_then(|v| subjects::unhex(v.as_str()))
         .map(String::into_boxed_str);
-    Some(Arc::new(Message::new(
-        topic.clone(),
-        Arc::from(seq.to_string()),
-        data,
-        epoch.clone(),
-        dedup_key,
-    )))
+    let hop = headers
+        .and_then(|h| h.get(subjects::HOP_HEADER))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some(Arc::new(
+        Message::new(
+            topic.clone(),
+            Arc::from(seq.to_string()),
+            data,
+            epoch.clone(),
+            dedup_key,
+        )
+        .with_hop(hop),
+    ))
 }
 
 impl Broker for NatsBroker {
@@ -269,6 +281,9 @@ impl Broker for NatsBroker {
                         subjects::DEDUP_HEADER,
                         subjects::hex(key.as_bytes()).as_str(),
                     );
+                }
+                if p.hop > 0 {
+                    headers.insert(subjects::HOP_HEADER, p.hop.to_string().as_str());
                 }
                 let payload = Bytes::copy_from_slice(p.data.get().as_bytes());
                 let ack = self

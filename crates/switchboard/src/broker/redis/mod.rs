@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
 use super::history::HistoryPolicy;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
 
 /// How long a topic's `last`/`cut` outlive its last message: resuming on a
@@ -109,9 +110,13 @@ impl RedisBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        let supervisor = connection::supervise(shared.clone(), commands_rx);
+        let commands = Kept::new(commands_rx);
+        let run = {
+            let shared = shared.clone();
+            move || connection::supervise(shared.clone(), commands.clone())
+        };
         let redacted = connection::redact(url);
-        Ok(epoch::start_supervised(Self { shared }, supervisor, "Redis", &redacted).await)
+        Ok(epoch::start_supervised(Self { shared }, run, "Redis", &redacted).await)
     }
 }
 
@@ -217,7 +222,8 @@ impl Shared {
                 .arg(limits.max_age.as_millis() as u64)
                 .arg(self.dedup_window.as_millis().max(1) as u64)
                 .arg(META_TTL.as_millis() as u64)
-                .arg(epoch);
+                .arg(epoch)
+                .arg(u32::from(p.hop));
         }
         pipe.query_async(conn).await
     }
@@ -240,17 +246,24 @@ fn entry(topic: &Topic, e: &Value, epoch: &Arc<str>) -> Option<Arc<Message>> {
     };
     let mut data = None;
     let mut key = None;
+    let mut hop = 0;
     for pair in fields.chunks(2) {
         if let [Value::BulkString(f), Value::BulkString(v)] = pair {
             match f.as_slice() {
                 b"d" => data = String::from_utf8(v.clone()).ok(),
                 b"k" => key = String::from_utf8(v.clone()).ok(),
+                b"h" => {
+                    hop = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|h| h.parse().ok())
+                        .unwrap_or(0)
+                }
                 _ => {}
             }
         }
     }
     let id = std::str::from_utf8(id).ok()?;
-    message(topic, id, data?, key.as_deref(), epoch)
+    message(topic, id, data?, key.as_deref(), epoch).map(|m| Arc::new(m.with_hop(hop)))
 }
 
 fn message(
@@ -259,18 +272,18 @@ fn message(
     data: String,
     dedup_key: Option<&str>,
     epoch: &Arc<str>,
-) -> Option<Arc<Message>> {
+) -> Option<Message> {
     let Ok(data) = RawValue::from_string(data) else {
         tracing::warn!(topic = %topic, id, "skipping a message that is not JSON");
         return None;
     };
-    Some(Arc::new(Message::new(
+    Some(Message::new(
         topic.clone(),
         Arc::from(id),
         data,
         epoch.clone(),
         dedup_key.map(Into::into),
-    )))
+    ))
 }
 
 impl Broker for RedisBroker {
