@@ -58,7 +58,15 @@ async fn serve(args: switchboard::cli::ServeArgs) -> anyhow::Result<()> {
     let running = switchboard::start(config).await?;
     // Scripts and tests read this line to learn the bound port.
     println!("switchboard listening on http://{}", running.addr);
-    tracing::info!(addr = %running.addr, apps = running.gateway.apps.len(), "serving");
+    if let Some(at) = running.metrics_addr {
+        println!("switchboard metrics on http://{at}/metrics");
+    }
+    tracing::info!(
+        addr = %running.addr,
+        apps = running.gateway.apps.len(),
+        broker = ?running.gateway.config.broker,
+        "serving"
+    );
     shutdown.await;
     tracing::info!("draining");
     if !running.drain().await {

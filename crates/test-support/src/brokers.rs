@@ -99,22 +99,35 @@ pub struct NatsServer {
     port: u16,
     monitor_port: u16,
     store: TempDir,
+    /// `--user` and `--pass`, if clients must log in.
+    login: Option<(String, String)>,
 }
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_login(None).await
+    }
+
+    /// A server whose clients must give `user` and `password`; [`Self::url`]
+    /// carries them.
+    pub async fn start_with_user(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::start_with_login(Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_with_login(login: Option<(String, String)>) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port(),
             monitor_port: free_port(),
             store: TempDir::new("sb-nats")?,
+            login,
         };
         server.launch().await?;
         Ok(server)
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "-js",
             "-a",
             "127.0.0.1",
@@ -128,6 +141,14 @@ impl NatsServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some((user, password)) = &self.login {
+            args.extend([
+                "--user".into(),
+                user.clone(),
+                "--pass".into(),
+                password.clone(),
+            ]);
+        }
         let mut child = spawn("nats-server", &args, "nats")?;
         let health = self.monitor_url("/healthz");
         wait_until(&mut child, "nats-server", || {
@@ -139,9 +160,12 @@ impl NatsServer {
         Ok(())
     }
 
-    /// `nats://127.0.0.1:PORT`, for `--broker`.
+    /// `nats://[USER:PASSWORD@]127.0.0.1:PORT`, for `--broker`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        match &self.login {
+            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
+            None => format!("nats://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -197,21 +221,34 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    /// `requirepass`, if clients must log in.
+    password: Option<String>,
 }
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// A server with `requirepass password`; [`Self::url`] carries it (and
+    /// [`Self::command`], which does not log in, gets `NOAUTH`).
+    pub async fn start_with_password(password: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some(password.to_owned())).await
+    }
+
+    async fn start_with(password: Option<String>) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port(),
             dir: TempDir::new("sb-redis")?,
+            password,
         };
         server.launch().await?;
         Ok(server)
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "--port",
             &self.port.to_string(),
             "--bind",
@@ -226,19 +263,30 @@ impl RedisServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass".into(), password.clone()]);
+        }
         let mut child = spawn("redis-server", &args, "redis")?;
         let port = self.port;
         wait_until(&mut child, "redis-server", || async move {
-            matches!(redis_command(port, &["PING"]).await, Ok(Value::String(s)) if s == "PONG")
+            match redis_command(port, &["PING"]).await {
+                Ok(Value::String(s)) => s == "PONG",
+                // Up, and asking for the password.
+                Err(e) => e.to_string().contains("NOAUTH"),
+                Ok(_) => false,
+            }
         })
         .await?;
         self.child = Some(child);
         Ok(())
     }
 
-    /// `redis://127.0.0.1:PORT`, for `--broker`.
+    /// `redis://[:PASSWORD@]127.0.0.1:PORT`, for `--broker`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {

@@ -5,6 +5,7 @@
 
 #[cfg(any(feature = "nats", feature = "redis"))]
 mod epoch;
+pub mod history;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
@@ -52,6 +53,11 @@ pub trait Broker: Send + Sync + 'static {
         topic: &'a Topic,
         after: &'a str,
     ) -> BoxFuture<'a, Result<History, BrokerError>>;
+    /// Bytes of history this node holds, when the history lives in this
+    /// process (the embedded broker); a shared broker's is its own.
+    fn history_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What [`Broker::history`] found.

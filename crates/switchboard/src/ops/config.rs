@@ -15,7 +15,11 @@ use crate::ops::secret::{redact_url, Secret};
 use crate::stream::topics::TopicPatterns;
 
 mod edge;
+mod history;
+mod metrics;
 pub use edge::{EdgeConfig, RawHttp};
+pub use history::{RawHistory, RawHistoryPrefix};
+pub use metrics::MetricsAuth;
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +34,11 @@ pub struct RawConfig {
     /// A file holding the admin key (trimmed). Not together with `admin_key`.
     pub admin_key_file: Option<std::path::PathBuf>,
     pub allow_anonymous_publish: Option<bool>,
+    /// Serve `GET /metrics` on this address (IP:PORT) instead of `listen`. Default: on `listen`.
+    pub metrics_listen: Option<String>,
+    /// `none` (default): /metrics is open to whoever reaches it; `admin_key`:
+    /// it needs `Authorization: Bearer <admin key>`.
+    pub metrics_auth: Option<MetricsAuth>,
     pub log: Option<String>,
     /// Milliseconds a drain may take after SIGTERM/SIGINT. Default 10000.
     pub drain_timeout_ms: Option<u64>,
@@ -43,6 +52,9 @@ pub struct RawConfig {
     /// Timeouts, caps, proxies and origins of the HTTP listener.
     #[serde(default)]
     pub http: RawHttp,
+    /// History bounds per topic (and per topic prefix) and per node.
+    #[serde(default)]
+    pub history: RawHistory,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +78,9 @@ pub struct RawSink {
     pub flush_interval_ms: Option<u64>,
     /// Records kept while the target is down; past it the oldest are dropped (counted). Default 100000.
     pub max_buffer: Option<usize>,
+    /// Bytes of records kept while the target is down (the batch being
+    /// written included); past it the oldest are dropped (counted). Default 16777216 (16 MiB).
+    pub max_buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +172,9 @@ pub enum OnFailure {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `/metrics` on its own listener (and not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_auth: MetricsAuth,
     pub broker: BrokerUrl,
     pub publish_key: Option<Secret>,
     pub admin_key: Option<Secret>,
@@ -172,6 +190,7 @@ pub struct Config {
     /// Test only: serve the WebSocket echo endpoint `/v1/_echo` (loopback only).
     pub ws_echo: bool,
     pub edge: EdgeConfig,
+    pub history: crate::broker::history::HistoryPolicy,
 }
 
 #[derive(Clone)]
@@ -323,6 +342,12 @@ impl Config {
             (args.admin_key.clone(), args.admin_key_file.as_deref()),
             (raw.admin_key, raw.admin_key_file.as_deref()),
         )?;
+        let (metrics_listen, metrics_auth) = metrics::listener(
+            args,
+            (raw.metrics_listen.as_deref(), raw.metrics_auth),
+            listen,
+            admin_key.is_some(),
+        )?;
         let anonymous =
             args.allow_anonymous_publish || raw.allow_anonymous_publish.unwrap_or(false);
         if publish_key.is_none() && !listen.ip().is_loopback() && !anonymous {
@@ -401,7 +426,11 @@ impl Config {
             .map(|(name, sink)| sink_config(name, sink))
             .collect::<Result<_, _>>()?;
         let edge = EdgeConfig::from_parts(raw.http, &args.edge)?;
+        let history = history::policy(raw.history, &args.history)?;
         Ok(Self {
+            history,
+            metrics_listen,
+            metrics_auth,
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,
@@ -457,6 +486,7 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
             "sink flush_interval_ms",
         )?),
         max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
+        max_buffer_bytes: positive(raw.max_buffer_bytes, 16 << 20, "sink max_buffer_bytes")?,
     })
 }
 
@@ -483,7 +513,19 @@ fn key(
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), toml_error(&text, &e)))
+}
+
+/// Where and what, without the line itself: the line may hold a key.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    format!("line {line}, column {column}: {}", e.message())
 }
 
 fn positive<T: Default + PartialEq + Copy + std::fmt::Display>(
@@ -663,6 +705,26 @@ mod tests {
         assert_eq!(l.max_publish_hops, 8);
         let hops = "[limits]\nmax_publish_hops = 0\n";
         assert!(Config::from_parts(toml::from_str(hops).unwrap(), &args()).is_err());
+    }
+
+    #[test]
+    fn file_errors_name_the_place_but_not_the_line() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        for (text, at) in [
+            (
+                "listen = \"127.0.0.1:0\"\npublish_key = [\"s3cret\"]\n",
+                "line 2, column 15",
+            ),
+            ("admin_key = \"s3cret\" extra\n", "line 1, column 22"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", read_file(&path).unwrap_err());
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains(at), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

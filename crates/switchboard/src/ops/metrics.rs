@@ -119,6 +119,7 @@ stats!(
         publish_errors: Counter = "Publish API requests refused",
         bytes_out: Counter = "Bytes of frames and SSE chunks written to clients",
         reads_paused: Counter = "Times a WebSocket stopped being read: its queued send bytes or lambda events were at their bound",
+        history_bytes: Gauge = "Bytes of topic history the embedded broker holds over all topics, bounded by history.max_total_bytes (0 with a shared broker)",
     }
 );
 

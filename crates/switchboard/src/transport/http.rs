@@ -95,10 +95,20 @@ pub struct Peer {
     _slot: ConnSlot,
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Clients, publishers and operators (`listen`).
+    Main,
+    /// `GET /metrics` only (`metrics_listen`), without a PROXY header: for a
+    /// scraper on a private address.
+    Metrics,
+}
+
 /// Accepts connections until `stop` is cancelled (the drain's first step);
 /// returning drops the listener. Nothing here waits for a client: the caps
 /// are counters, everything else runs in the connection's task.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationToken) {
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationToken, role: Role) {
     let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
@@ -109,7 +119,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationTo
                     // Over a cap: `tcp` is dropped, so closed at once (counted).
                     let Ok(slot) = gw.edge.admit(remote.ip()) else { continue };
                     let _ = tcp.set_nodelay(true);
-                    gw.tracker.spawn(serve_connection(gw.clone(), tcp, remote, slot));
+                    gw.tracker.spawn(serve_connection(gw.clone(), tcp, remote, slot, role));
                 }
                 Err(e) => {
                     // EMFILE and the like: the connection stays in the backlog
@@ -134,10 +144,11 @@ async fn serve_connection(
     mut tcp: TcpStream,
     remote: SocketAddr,
     mut slot: ConnSlot,
+    role: Role,
 ) {
     let edge = &gw.config.edge;
     let mut addr = remote;
-    if edge.proxy_protocol {
+    if edge.proxy_protocol && role == Role::Main {
         let header =
             tokio::time::timeout(edge.header_timeout, proxy_protocol::read_header(&mut tcp));
         match header.await {
@@ -164,7 +175,15 @@ async fn serve_connection(
     };
     let peer = Arc::new(Peer { addr, _slot: slot });
     let svc_gw = gw.clone();
-    let svc = service_fn(move |req| route(svc_gw.clone(), req, peer.clone()));
+    let svc = service_fn(move |req| {
+        let (gw, peer) = (svc_gw.clone(), peer.clone());
+        async move {
+            match role {
+                Role::Main => route(gw, req, peer).await,
+                Role::Metrics => Ok(route_metrics(&gw, &req)),
+            }
+        }
+    });
     let conn = http1::Builder::new()
         .keep_alive(true)
         .timer(timer)
@@ -210,7 +229,9 @@ async fn route(
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => text_response(200, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => api::readyz(&gw),
-        (&Method::GET, "/metrics") => api::metrics(&gw),
+        // On its own listener: not here.
+        (_, "/metrics") if gw.config.metrics_listen.is_some() => not_found(),
+        (&Method::GET, "/metrics") => api::metrics(&gw, req.headers()),
         (&Method::GET, "/v1/admin/apps") => api::admin_apps(&gw, req.headers()),
         // The long handlers are boxed: hyper keeps one allocation the size
         // of this future per connection for the connection's life.
@@ -251,9 +272,22 @@ async fn route(
         (_, "/healthz" | "/readyz" | "/metrics" | "/v1/admin/apps" | "/v1/publish" | "/v1/ws") => {
             json_error(405, "method_not_allowed", "method not allowed on this path")
         }
-        _ => json_error(404, "not_found", "no such endpoint"),
+        _ => not_found(),
     };
     Ok(resp)
+}
+
+/// The metrics listener's one endpoint.
+fn route_metrics(gw: &Gateway, req: &Request<Incoming>) -> Response {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => api::metrics(gw, req.headers()),
+        (_, "/metrics") => json_error(405, "method_not_allowed", "method not allowed on this path"),
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> Response {
+    json_error(404, "not_found", "no such endpoint")
 }
 
 /// Behind a trusted proxy the connection is not counted per address: each

@@ -26,12 +26,14 @@ use crate::ops::supervise::{supervise as supervised, Kept, TaskKind};
 const PING_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(super) use crate::ops::secret::redact_url as redact;
+use crate::ops::secret::strip_userinfo;
 
 pub(super) async fn connect(
     url: &str,
     events_tx: mpsc::Sender<Event>,
 ) -> anyhow::Result<async_nats::Client> {
-    let client = async_nats::ConnectOptions::new()
+    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+    let client = login(async_nats::ConnectOptions::new(), &urls)?
         .name("switchboard")
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -46,10 +48,37 @@ pub(super) async fn connect(
                 let _ = tx.try_send(event);
             }
         })
-        .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
+        // Logged by async-nats as it connects: no credentials in them.
+        .connect(urls.iter().map(|u| strip_userinfo(u)).collect::<Vec<_>>())
         .await
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", redact(url)))?;
     Ok(client)
+}
+
+/// async-nats does not log in with a server URL's userinfo: the first URL
+/// that has some gives it as options (`user:password@`, or `token@`).
+fn login(
+    options: async_nats::ConnectOptions,
+    urls: &[&str],
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    for url in urls {
+        let addr: async_nats::ServerAddr = url
+            .parse()
+            .map_err(|_| anyhow::anyhow!("broker {} is not a NATS URL", redact(url)))?;
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                return Ok(options.user_and_password(decode(user), decode(password)))
+            }
+            (Some(token), None) => return Ok(options.token(decode(token))),
+            _ => {}
+        }
+    }
+    Ok(options)
 }
 
 /// Tracks the connection: on every (re)connection ensures the stream, reads
@@ -167,13 +196,18 @@ fn epoch_of(info: &stream::Info) -> String {
     format!("n{:x}", info.created.unix_timestamp_nanos())
 }
 
+/// One stream holds every topic: it keeps the widest bounds of any topic
+/// (each topic's own are applied when its history is read) within
+/// `nats_max_bytes` overall, dropping the stream's oldest messages first.
 fn stream_config(shared: &Shared, first_sequence: u64) -> stream::Config {
+    let widest = shared.history.widest();
     stream::Config {
         name: subjects::STREAM.into(),
         description: Some("Switchboard topic history".into()),
         subjects: vec![format!("{}>", subjects::MSG_PREFIX)],
-        max_messages_per_subject: shared.history.max_messages as i64,
-        max_age: shared.history.max_age.max(MIN_KEEP),
+        max_messages_per_subject: widest.max_messages as i64,
+        max_bytes: i64::try_from(shared.history.nats_max_bytes).unwrap_or(i64::MAX),
+        max_age: widest.max_age.max(MIN_KEEP),
         discard: DiscardPolicy::Old,
         storage: StorageType::File,
         num_replicas: 1,
@@ -196,7 +230,18 @@ async fn ensure_stream(shared: &Shared) -> anyhow::Result<stream::Stream> {
     use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     match shared.js.get_stream(subjects::STREAM).await {
         Ok(s) => {
-            usable(&s.cached_info().config)?;
+            let config = &s.cached_info().config;
+            usable(config)?;
+            let wanted = stream_config(shared, 1).max_bytes;
+            if config.max_bytes != wanted {
+                // Not edited behind the operator's back: said, once per connection.
+                tracing::warn!(
+                    stream = subjects::STREAM,
+                    max_bytes = config.max_bytes,
+                    history_nats_max_bytes = wanted,
+                    "the NATS history stream exists with another max_bytes; it is kept"
+                );
+            }
             return Ok(s);
         }
         Err(e) => match e.kind() {

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
-use super::memory::HistoryLimits;
+use super::history::HistoryPolicy;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
 use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
@@ -53,7 +53,7 @@ struct Shared {
     session: watch::Sender<Session>,
     /// This node's interest: one follower task per topic.
     topics: Mutex<HashMap<Topic, Follow>>,
-    history: HistoryLimits,
+    history: HistoryPolicy,
     dedup_window: Duration,
     shutdown: CancellationToken,
 }
@@ -71,7 +71,7 @@ impl NatsBroker {
     pub async fn start(
         url: &str,
         router: Arc<TopicRouter>,
-        history: HistoryLimits,
+        history: HistoryPolicy,
         dedup_window: Duration,
     ) -> anyhow::Result<Self> {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
@@ -137,8 +137,8 @@ impl Shared {
         }
     }
 
-    /// Retained messages of `topic` after sequence `after`, within the history
-    /// window (count, bytes, age).
+    /// Retained messages of `topic` after sequence `after`, within the
+    /// topic's history bounds (count, bytes, age; per prefix).
     async fn history_after(&self, topic: &Topic, after: u64) -> Result<History, BrokerError> {
         tokio::time::timeout(CONFIRM_TIMEOUT, self.read_history(topic, after))
             .await
@@ -149,6 +149,7 @@ impl Shared {
         use jetstream::stream::DirectGetErrorKind::NotFound;
         let stream = self.stream()?;
         let subject = subjects::msg_subject(topic);
+        let limits = self.history.limits_for(topic.as_str());
         let last = self.last_seq(topic).await?;
         if after >= last {
             // Past the newest: not a position of this topic in this store
@@ -168,7 +169,7 @@ impl Shared {
         }
         let mut found = Vec::new();
         let mut next = after + 1;
-        while next <= last && found.len() <= self.history.max_messages {
+        while next <= last && found.len() <= limits.max_messages {
             let m = match stream
                 .direct_get_next_for_subject(subject.as_str(), Some(next))
                 .await
@@ -184,16 +185,13 @@ impl Shared {
         let now_ns = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let max_age_ns = self.history.max_age.as_nanos() as i128;
+        let max_age_ns = limits.max_age.as_nanos() as i128;
         let mut keep = 0;
         let mut bytes = 0;
         for m in found.iter().rev() {
             bytes += m.payload.len();
             let age = now_ns - m.time.unix_timestamp_nanos();
-            if keep >= self.history.max_messages
-                || bytes > self.history.max_bytes
-                || age > max_age_ns
-            {
+            if keep >= limits.max_messages || bytes > limits.max_bytes || age > max_age_ns {
                 break;
             }
             keep += 1;

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
-use super::memory::HistoryLimits;
+use super::history::HistoryPolicy;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
 use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
@@ -47,7 +47,7 @@ struct Shared {
     state: Mutex<State>,
     commands_tx: mpsc::Sender<Command>,
     script: redis::Script,
-    history: HistoryLimits,
+    history: HistoryPolicy,
     dedup_window: Duration,
     shutdown: CancellationToken,
 }
@@ -90,7 +90,7 @@ impl RedisBroker {
     pub async fn start(
         url: &str,
         router: Arc<TopicRouter>,
-        history: HistoryLimits,
+        history: HistoryPolicy,
         dedup_window: Duration,
     ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)
@@ -166,7 +166,7 @@ impl Shared {
             .arg(keys::exclusive_start(after))
             .arg("+")
             .arg("COUNT")
-            .arg(self.history.max_messages)
+            .arg(self.history.limits_for(topic.as_str()).max_messages)
             .query_async(conn)
             .await
             .map_err(unavailable)?;
@@ -201,6 +201,7 @@ impl Shared {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for p in messages {
+            let limits = self.history.limits_for(p.topic.as_str());
             let dedup = p.dedup_key.as_deref().map(|k| keys::dedup_key(&p.topic, k));
             let cmd = pipe
                 .cmd("EVALSHA")
@@ -216,9 +217,9 @@ impl Shared {
             cmd.arg(p.data.get())
                 .arg(p.dedup_key.as_deref().unwrap_or(""))
                 .arg(keys::channel(&p.topic))
-                .arg(self.history.max_messages)
-                .arg(self.history.max_bytes)
-                .arg(self.history.max_age.as_millis() as u64)
+                .arg(limits.max_messages)
+                .arg(limits.max_bytes)
+                .arg(limits.max_age.as_millis() as u64)
                 .arg(self.dedup_window.as_millis().max(1) as u64)
                 .arg(META_TTL.as_millis() as u64)
                 .arg(epoch)
