@@ -97,6 +97,7 @@ impl Gateway {
             client: lambda_client.clone(),
             broker: broker.clone(),
             sinks: sinks.clone(),
+            max_publish_hops: config.limits.max_publish_hops,
             tracker: dispatch_tracker.clone(),
             stop: stop_dispatch.clone(),
             dev: config.dev,

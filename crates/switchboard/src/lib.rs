@@ -89,7 +89,8 @@ impl Running {
             .await
             .is_ok();
         // Connections are closed and their `close` events queued: the
-        // dispatchers deliver them, then stop.
+        // dispatchers deliver them, then stop; the publishes of their
+        // answers run on the same tracker, so this waits for them too.
         gw.stop_dispatch.cancel();
         gw.dispatch_tracker.close();
         let dispatch = tokio::time::timeout_at(deadline, gw.dispatch_tracker.wait())

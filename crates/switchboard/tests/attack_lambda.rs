@@ -2,7 +2,8 @@
 //! gateway and a real PHP lambda (tests/php/lambda_bounds.php): absurd
 //! timer numbers are invalid actions and every other app's timers still
 //! fire; a lambda that publishes to the topic it follows stops at the hop
-//! limit, counted, while other streams of the node keep being served.
+//! limit, counted, while other streams of the node keep being served; a
+//! `close` event's answer counts its invalid actions like any other.
 
 use std::time::Duration;
 
@@ -164,5 +165,41 @@ async fn the_hop_limit_is_configurable() -> anyhow::Result<()> {
             .is_err(),
         "0 is refused"
     );
+    Ok(())
+}
+
+/// A `close` event's answer goes through the same action code as any
+/// other answer's: a `publish` that breaks a rule (a bad topic, an empty
+/// `dedup_key`) and a `buffer` to no sink are skipped and counted; an
+/// action that does not apply once the stream is gone is ignored; the rest
+/// applies.
+#[tokio::test]
+async fn invalid_actions_in_a_close_answer_are_counted() -> anyhow::Result<()> {
+    let (_php, gw) = start(&["closer"], &[], &[]).await?;
+    let mut watch = open(&gw, "w", "closer", json!({"direct": "closed/1"})).await?;
+    let on_close = [
+        r#"{"type":"publish","topic":"","data":1}"#,
+        r#"{"type":"publish","topic":"closed/1","data":2,"dedup_key":""}"#,
+        r#"{"type":"buffer","sink":"none","data":3}"#,
+        r#"{"type":"push","data":4}"#,
+        r#"{"type":"publish","topic":"closed/1","data":{"closed":true}}"#,
+    ];
+    let mut ws = open(&gw, "c", "closer", json!({"on_close": on_close.join(",")})).await?;
+    ws.send_json(&json!({"type": "close", "stream": "c"}))
+        .await?;
+    let f = watch
+        .recv_until(|f| f["type"] == "event" && f["stream"] == "w", LONG)
+        .await?;
+    assert_eq!(
+        f["data"],
+        json!({"closed": true}),
+        "the valid publish applied"
+    );
+
+    // The invalid ones were counted before the publish went out.
+    let m = Metrics::fetch(&gw.http_url()).await?;
+    assert_eq!(m.app("invalid_actions", "closer"), 3.0);
+    assert_eq!(m.app("publishes", "closer"), 1.0);
+    assert_eq!(m.app("pushes", "closer"), 0.0, "push is ignored");
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! the connection with 1012, ends SSE responses with `event: closed` 1012,
 //! gives the (PHP) lambda `close` events with reason `shutdown`, flushes the
 //! records `buffer` actions left in a file sink, and exits 0 within
-//! `drain_timeout_ms`.
+//! `drain_timeout_ms`. The close answers' publishes across nodes during a
+//! drain: `scale/drain.rs` (run by `scale_nats.rs` and `scale_redis.rs`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

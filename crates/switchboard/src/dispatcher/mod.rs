@@ -11,8 +11,7 @@ pub mod queue;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_protocol::lambda::{self, Action, EventResult};
-use switchboard_protocol::publish;
+use switchboard_protocol::lambda::{self, EventResult};
 use switchboard_protocol::AppName;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use crate::gateway::Sinks;
 use crate::ops::config::LambdaConfig;
 use crate::ops::metrics::AppStats;
 use crate::ops::supervise::{supervise, TaskKind};
+use crate::stream::action;
 use crate::stream::outbox::{JobTicket, Outbox};
 use queue::{JobQueue, TryRecv};
 
@@ -82,6 +82,9 @@ struct Worker {
     call_ended: Notify,
     circuit: circuit::Circuit,
     sinks: Arc<Sinks>,
+    max_publish_hops: u8,
+    /// Lambda calls and the publishes of `close` answers: the drain waits on it.
+    tracker: TaskTracker,
     /// Print each exchange (`switchboard dev`).
     dev: bool,
 }
@@ -91,6 +94,8 @@ pub struct Shared {
     pub client: LambdaClient,
     pub broker: Arc<dyn Broker>,
     pub sinks: Arc<Sinks>,
+    /// `limits.max_publish_hops`, for the publishes of `close` answers.
+    pub max_publish_hops: u8,
     pub tracker: TaskTracker,
     /// Cancelled once connections are done: finish what is queued, then stop.
     pub stop: CancellationToken,
@@ -106,6 +111,8 @@ impl Dispatcher {
         let worker = Arc::new(Worker {
             circuit,
             sinks: shared.sinks.clone(),
+            max_publish_hops: shared.max_publish_hops,
+            tracker: shared.tracker.clone(),
             dev: shared.dev,
 
             app,
@@ -117,13 +124,11 @@ impl Dispatcher {
             call_ended: Notify::new(),
         });
         // Its state is shared (queue, worker): a restarted run goes on from it.
-        let (jobs, tracker, stop) = (queue.clone(), shared.tracker.clone(), shared.stop.clone());
+        let (jobs, stop) = (queue.clone(), shared.stop.clone());
         shared
             .tracker
             .spawn(supervise(TaskKind::Dispatcher, move || {
-                worker
-                    .clone()
-                    .run(jobs.clone(), tracker.clone(), stop.clone())
+                worker.clone().run(jobs.clone(), stop.clone())
             }));
         Self {
             _handles: Arc::new(CloseOnDrop(queue.clone())),
@@ -164,12 +169,7 @@ fn reply(to: Reply, outcome: LambdaOutcome) {
 }
 
 impl Worker {
-    async fn run(
-        self: Arc<Self>,
-        rx: Arc<JobQueue>,
-        tracker: TaskTracker,
-        stop: CancellationToken,
-    ) {
+    async fn run(self: Arc<Self>, rx: Arc<JobQueue>, stop: CancellationToken) {
         loop {
             let first = tokio::select! {
                 job = rx.recv() => job,
@@ -219,7 +219,7 @@ impl Worker {
             };
             self.stats.lambda_queue.add(-(batch.len() as i64));
             let this = self.clone();
-            tracker.spawn(async move {
+            self.tracker.spawn(async move {
                 // Dropped in this order even if the call panics: the permit
                 // returns, then a worker gathering behind it is told.
                 let _ended = CallEnded(&this.call_ended);
@@ -299,47 +299,13 @@ impl Worker {
         match to {
             Reply::Stream { outbox, slot } => outbox.push_lambda(slot, Ok(result)),
             Reply::Detached { stream_id } => {
-                let mut publications = Vec::new();
-                for action in result {
-                    match action {
-                        Ok(Action::Publish {
-                            topic,
-                            data,
-                            dedup_key,
-                        }) => {
-                            // One lambda publish after a close event (hop 0).
-                            publications.extend(
-                                publish::validate(topic.as_str(), data, dedup_key)
-                                    .ok()
-                                    .map(|p| publish::Publication { hop: 1, ..p }),
-                            );
-                        }
-                        Ok(Action::Buffer { sink, data }) => match self.sinks.get(&sink) {
-                            Some(s) => {
-                                self.stats.sink_records.inc();
-                                let rec = crate::capability::sink::record(
-                                    self.app.as_str(),
-                                    &stream_id,
-                                    crate::capability::timer::unix_ms(),
-                                    &data,
-                                );
-                                s.append(Bytes::from(rec));
-                            }
-                            None => self.stats.invalid_actions.inc(),
-                        },
-                        // Only publish and buffer apply once the stream is gone.
-                        Ok(_) => {}
-                        Err(_) => self.stats.invalid_actions.inc(),
-                    }
-                }
-                if !publications.is_empty() {
-                    let broker = self.broker.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = broker.publish(publications).await {
-                            tracing::warn!(error = %e, "publish from a close event failed");
-                        }
-                    });
-                }
+                let node = action::Node {
+                    broker: &self.broker,
+                    sinks: &self.sinks,
+                    max_publish_hops: self.max_publish_hops,
+                    tracker: &self.tracker,
+                };
+                action::apply_detached(&self.app, &self.stats, stream_id, result, &node);
             }
         }
     }

@@ -143,6 +143,17 @@ pub struct Stream {
     send_bytes: usize,
 }
 
+impl Stream {
+    /// Who an action of this stream is for, as `publish` and `buffer` take it.
+    fn origin(&self) -> action::Origin<'_> {
+        action::Origin {
+            app: &self.app.name,
+            stats: &self.app.stats,
+            stream_id: &self.id,
+        }
+    }
+}
+
 /// How a client stream ends, as the client and the lambda see it.
 pub struct Ending {
     pub reason: CloseReason,
@@ -776,8 +787,7 @@ impl Connection {
 
     fn invalid_action(&self, slot: u32, why: &str) {
         if let Some(s) = self.streams.get(&slot) {
-            s.app.stats.invalid_actions.inc();
-            tracing::warn!(app = %s.app.name, stream = %s.id, error = why, "lambda action skipped");
+            s.origin().invalid(why);
         }
     }
 

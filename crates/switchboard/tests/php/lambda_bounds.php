@@ -8,7 +8,11 @@
 //  - message: push {"topic","data"} (event "seen"), and unless the data is
 //    a marker, publish {"n": n + 1} to state.to: a lambda that publishes
 //    to a topic it follows loops until the gateway's hop limit stops it;
-//  - timer: push {"timer": name} (event "tick").
+//  - timer: push {"timer": name} (event "tick");
+//  - close: params.close_fill (at most 64) publishes of 60,000 bytes each
+//    to topic "fill" (a close answer with much to publish), then the
+//    actions in params.on_close, raw JSON action objects as for
+//    params.extra; both kept in the state from the open.
 
 declare(strict_types=1);
 
@@ -21,7 +25,12 @@ function handle(array $event): array
     switch ($event['type'] ?? '') {
         case 'open':
             $p = $event['params'] ?? [];
-            $actions = [['type' => 'accept'], ['type' => 'set_state', 'state' => ['to' => $p['to'] ?? null]]];
+            $state = [
+                'to' => $p['to'] ?? null,
+                'on_close' => $p['on_close'] ?? null,
+                'close_fill' => min(64, max(0, (int) ($p['close_fill'] ?? 0))),
+            ];
+            $actions = [['type' => 'accept'], ['type' => 'set_state', 'state' => $state]];
             if (is_string($p['follow'] ?? null)) {
                 $actions[] = ['type' => 'subscribe', 'topic' => $p['follow']];
             }
@@ -48,6 +57,15 @@ function handle(array $event): array
             return array_map(fn ($a) => json_encode($a, JSON_FLAGS), $actions);
         case 'timer':
             return [json_encode(['type' => 'push', 'event' => 'tick', 'data' => ['timer' => $event['name'] ?? null]], JSON_FLAGS)];
+        case 'close':
+            $state = is_array($state) ? $state : [];
+            $fill = json_encode(['type' => 'publish', 'topic' => 'fill', 'data' => str_repeat('x', 60000)], JSON_FLAGS);
+            $actions = array_fill(0, (int) ($state['close_fill'] ?? 0), $fill);
+            $on_close = $state['on_close'] ?? null;
+            if (is_string($on_close) && $on_close !== '') {
+                $actions[] = $on_close;
+            }
+            return $actions;
         default:
             return [];
     }

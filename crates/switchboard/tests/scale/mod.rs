@@ -5,6 +5,7 @@
 // Each test binary uses one broker kind.
 #![allow(dead_code)]
 
+mod drain;
 mod harness;
 mod hops;
 
@@ -16,6 +17,7 @@ use test_support::brokers::TcpProxy;
 use test_support::{cursor_position, php_script, publish, within, PhpServer, WsClient, WAIT};
 use tokio::time::Instant;
 
+pub use drain::close_publishes_survive_the_drain;
 use harness::*;
 pub use harness::{run, Kind};
 pub use hops::publish_loop_across_nodes_stops;
@@ -34,6 +36,7 @@ macro_rules! broker_tests {
             node_killed_clients_resume,
             store_lost,
             publish_loop_across_nodes_stops,
+            close_publishes_survive_the_drain,
         );
     };
     ($kind:expr; $($scenario:ident),+ $(,)?) => {

@@ -5,8 +5,11 @@
 //! every broker carries the hop).
 
 use serde_json::value::RawValue;
-use switchboard_protocol::{publish, Topic};
+use switchboard_protocol::publish::{self, Publication};
+use switchboard_protocol::Topic;
 
+use super::Origin;
+use crate::broker::Broker;
 use crate::stream::Connection;
 
 pub(super) async fn apply(
@@ -17,30 +20,52 @@ pub(super) async fn apply(
     dedup_key: Option<String>,
     cause_hop: u8,
 ) {
+    let Some(s) = conn.streams.get(&slot) else {
+        return;
+    };
+    let origin = s.origin();
+    let max = conn.gw.config.limits.max_publish_hops;
+    if let Some(p) = prepare(&origin, topic, data, dedup_key, cause_hop, max) {
+        send(&origin, &*conn.gw.broker, p).await;
+    }
+}
+
+/// Checks a lambda's publish and gives it its hop, one more than
+/// `cause_hop`'s. None: it is skipped, counted as invalid (and, past
+/// `max_hops`, in `publish_hops_exceeded`).
+pub fn prepare(
+    origin: &Origin<'_>,
+    topic: Topic,
+    data: Box<RawValue>,
+    dedup_key: Option<String>,
+    cause_hop: u8,
+    max_hops: u8,
+) -> Option<Publication> {
     let mut publication = match publish::validate(topic.as_str(), data, dedup_key) {
         Ok(p) => p,
-        Err(e) => return conn.invalid_action(slot, &e.to_string()),
+        Err(e) => {
+            origin.invalid(&e.to_string());
+            return None;
+        }
     };
-    let max = conn.gw.config.limits.max_publish_hops;
-    match cause_hop.checked_add(1).filter(|hop| *hop <= max) {
+    match cause_hop.checked_add(1).filter(|hop| *hop <= max_hops) {
         Some(hop) => publication.hop = hop,
         None => {
-            if let Some(s) = conn.streams.get(&slot) {
-                s.app.stats.publish_hops_exceeded.inc();
-            }
-            return conn.invalid_action(
-                slot,
-                &format!(
-                    "publish {topic}: the message would pass {max} lambda publishes \
-                     (limits.max_publish_hops): a publish loop"
-                ),
-            );
+            origin.stats.publish_hops_exceeded.inc();
+            origin.invalid(&format!(
+                "publish {topic}: the message would pass {max_hops} lambda publishes \
+                 (limits.max_publish_hops): a publish loop"
+            ));
+            return None;
         }
     }
-    if let Some(s) = conn.streams.get(&slot) {
-        s.app.stats.publishes.inc();
-    }
-    if let Err(e) = conn.gw.broker.publish(vec![publication]).await {
-        conn.invalid_action(slot, &e.to_string());
+    Some(publication)
+}
+
+/// Publishes a prepared publish through the broker; a refusal counts as invalid.
+pub async fn send(origin: &Origin<'_>, broker: &dyn Broker, publication: Publication) {
+    origin.stats.publishes.inc();
+    if let Err(e) = broker.publish(vec![publication]).await {
+        origin.invalid(&e.to_string());
     }
 }
