@@ -63,9 +63,18 @@ pub struct ServeArgs {
     #[arg(long = "app", env = "SWITCHBOARD_APPS", value_delimiter = ',')]
     pub apps: Vec<String>,
     /// Broker: `memory` (embedded, the default), or a shared one for many nodes:
-    /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md).
+    /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md);
+    /// tls://HOST:PORT and rediss://HOST:PORT for TLS.
     #[arg(long, env = "SWITCHBOARD_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
+    /// PEM CA certificates that a TLS broker (tls:// NATS, rediss:// Redis)
+    /// must be signed by, instead of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_BROKER_CA_FILE")]
+    pub broker_ca_file: Option<PathBuf>,
+    /// PEM CA certificates that https:// lambdas and sinks must be signed
+    /// by, instead of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_LAMBDA_CA_FILE")]
+    pub lambda_ca_file: Option<PathBuf>,
     /// Key that publishers must send as `Authorization: Bearer KEY` to POST /v1/publish.
     #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true)]
     pub publish_key: Option<String>,
@@ -155,4 +164,11 @@ pub struct EdgeArgs {
     /// (`https://app.example.com`, `https://*.example.com`; comma-separated).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// PEM certificate chain (leaf first): the listener serves https:// and
+    /// wss:// itself. Needs --tls-key.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }

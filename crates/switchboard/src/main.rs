@@ -57,7 +57,12 @@ async fn serve(args: switchboard::cli::ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let running = switchboard::start(config).await?;
     // Scripts and tests read this line to learn the bound port.
-    println!("switchboard listening on http://{}", running.addr);
+    let scheme = if running.gateway.config.edge.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("switchboard listening on {scheme}://{}", running.addr);
     tracing::info!(addr = %running.addr, apps = running.gateway.apps.len(), "serving");
     shutdown.await;
     tracing::info!("draining");

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::task::AbortHandle;
 
+use crate::tls::Stream;
 use crate::{forward_lines, free_port, get, within, TempDir, WAIT};
 
 /// How long a broker may take to accept connections.
@@ -96,6 +97,8 @@ where
 /// `/connz`). A restart keeps the port and the store, like a real restart.
 pub struct NatsServer {
     child: Option<Child>,
+    /// Some: clients must speak TLS (`tls://`), with this certificate.
+    tls: Option<(String, String)>,
     port: u16,
     monitor_port: u16,
     store: TempDir,
@@ -103,8 +106,22 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`NatsServer::start`], requiring TLS from clients, with `cert`.
+    pub async fn start_tls(cert: &crate::tls::ServerCert) -> anyhow::Result<Self> {
+        let files = (
+            cert.cert.display().to_string(),
+            cert.key.display().to_string(),
+        );
+        Self::start_with(Some(files)).await
+    }
+
+    async fn start_with(tls: Option<(String, String)>) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
+            tls,
             port: free_port(),
             monitor_port: free_port(),
             store: TempDir::new("sb-nats")?,
@@ -114,7 +131,7 @@ impl NatsServer {
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "-js",
             "-a",
             "127.0.0.1",
@@ -128,6 +145,9 @@ impl NatsServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some((cert, key)) = &self.tls {
+            args.extend(["--tls", "--tlscert", cert, "--tlskey", key].map(String::from));
+        }
         let mut child = spawn("nats-server", &args, "nats")?;
         let health = self.monitor_url("/healthz");
         wait_until(&mut child, "nats-server", || {
@@ -139,9 +159,10 @@ impl NatsServer {
         Ok(())
     }
 
-    /// `nats://127.0.0.1:PORT`, for `--broker`.
+    /// `nats://127.0.0.1:PORT` (`tls://` with TLS), for `--broker`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -195,14 +216,43 @@ impl NatsServer {
 /// crashed cache.
 pub struct RedisServer {
     child: Option<Child>,
+    /// Some: the port speaks TLS only (no plain port), with these files.
+    tls: Option<Vec<String>>,
     port: u16,
     dir: TempDir,
 }
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`RedisServer::start`], its one port TLS (`rediss://`), with
+    /// `cert` signed by `ca` (which the test's own Redis client trusts
+    /// from now on; Redis does not ask clients for certificates).
+    pub async fn start_tls(
+        cert: &crate::tls::ServerCert,
+        ca: &crate::tls::TestCa,
+    ) -> anyhow::Result<Self> {
+        ca.trust()?;
+        let tls = [
+            "--tls-cert-file",
+            &cert.cert.display().to_string(),
+            "--tls-key-file",
+            &cert.key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.cert_path().display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(String::from);
+        Self::start_with(Some(tls.to_vec())).await
+    }
+
+    async fn start_with(tls: Option<Vec<String>>) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
+            tls,
             port: free_port(),
             dir: TempDir::new("sb-redis")?,
         };
@@ -211,9 +261,16 @@ impl RedisServer {
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let args: Vec<String> = [
-            "--port",
-            &self.port.to_string(),
+        let port_flags = match &self.tls {
+            None => vec!["--port".to_owned(), self.port.to_string()],
+            Some(files) => {
+                let mut flags = ["--port", "0", "--tls-port"].map(String::from).to_vec();
+                flags.push(self.port.to_string());
+                flags.extend(files.iter().cloned());
+                flags
+            }
+        };
+        let mut args: Vec<String> = [
             "--bind",
             "127.0.0.1",
             "--save",
@@ -226,19 +283,25 @@ impl RedisServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(port_flags);
         let mut child = spawn("redis-server", &args, "redis")?;
-        let port = self.port;
+        let (port, tls) = (self.port, self.tls.is_some());
         wait_until(&mut child, "redis-server", || async move {
-            matches!(redis_command(port, &["PING"]).await, Ok(Value::String(s)) if s == "PONG")
+            matches!(redis_command_on(port, tls, &["PING"]).await, Ok(Value::String(s)) if s == "PONG")
         })
         .await?;
         self.child = Some(child);
         Ok(())
     }
 
-    /// `redis://127.0.0.1:PORT`, for `--broker`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS), for `--broker`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -257,7 +320,7 @@ impl RedisServer {
 
     /// One command, its reply as JSON (see [`redis_command`]).
     pub async fn command(&self, args: &[&str]) -> anyhow::Result<Value> {
-        redis_command(self.port, args).await
+        redis_command_on(self.port, self.tls.is_some(), args).await
     }
 
     /// How many clients are subscribed to `channel` (`PUBSUB NUMSUB`).
@@ -273,8 +336,13 @@ impl RedisServer {
 /// and bulk strings as JSON strings, integers as numbers, nil as null,
 /// arrays as arrays; an error reply is an `Err`.
 pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
+    redis_command_on(port, false, args).await
+}
+
+/// Like [`redis_command`], over TLS when `tls` (trusting the CAs of `TestCa::trust`).
+pub async fn redis_command_on(port: u16, tls: bool, args: &[&str]) -> anyhow::Result<Value> {
     within(WAIT, "a Redis reply", async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut stream = crate::tls::connect(&format!("127.0.0.1:{port}"), tls).await?;
         let mut req = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -282,6 +350,7 @@ pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
             req.extend_from_slice(b"\r\n");
         }
         stream.write_all(&req).await?;
+        stream.flush().await?;
         let mut reader = BufReader::new(stream);
         read_resp(&mut reader).await
     })
@@ -289,7 +358,7 @@ pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
 }
 
 fn read_resp<'a>(
-    r: &'a mut BufReader<TcpStream>,
+    r: &'a mut BufReader<Stream>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Value>> + Send + 'a>> {
     Box::pin(async move {
         let mut line = String::new();

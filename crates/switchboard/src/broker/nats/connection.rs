@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{message, subjects, unavailable, Follow, Session, Shared, CONFIRM_TIMEOUT, MIN_KEEP};
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
+use crate::tls::CaFile;
 
 /// Ping the server this often: a silent server is declared lost after two
 /// unanswered pings, which keeps "not ready" within about 1.5 s.
@@ -28,9 +29,15 @@ pub(super) use crate::ops::secret::redact_url as redact;
 
 pub(super) async fn connect(
     url: &str,
+    ca: Option<&CaFile>,
     events_tx: mpsc::Sender<Event>,
 ) -> anyhow::Result<async_nats::Client> {
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(ca) = ca {
+        // Used whenever TLS is (`tls://`, or a server that requires it).
+        options = options.tls_client_config(crate::tls::client_config(Some(ca)).as_ref().clone());
+    }
+    let client = options
         .name("switchboard")
         .retry_on_initial_connect()
         .max_reconnects(None)
