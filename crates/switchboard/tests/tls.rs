@@ -73,6 +73,22 @@ async fn https_publish_wss_and_sse_work_with_a_real_tls_client() -> anyhow::Resu
     let event = sse.next_event(WAIT).await?;
     assert_eq!(event.json()?, json!({"n": 1}));
 
+    // Bigger than a TLS record (16 KiB), several in a row: rustls's buffer is flushed.
+    let big = "x".repeat(40_000);
+    for n in 2..6 {
+        publish_ok(&gw, "news", json!({"n": n, "big": big})).await?;
+    }
+    for n in 2..6 {
+        let event = ws.recv_json_skip_pings(WAIT).await?;
+        assert_eq!(
+            (
+                event["data"]["n"].clone(),
+                event["data"]["big"].as_str().map(str::len)
+            ),
+            (json!(n), Some(40_000))
+        );
+    }
+
     // The page's own origin is https://: it passes, its http:// twin does not.
     let own = format!("https://{}", gw.addr());
     let twin = format!("http://{}", gw.addr());

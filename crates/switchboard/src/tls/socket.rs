@@ -3,11 +3,11 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
@@ -25,23 +25,30 @@ impl Socket {
         matches!(self, Self::Tls(_))
     }
 
-    /// Waits for data and appends it to `buf`; `Ok(0)` at the end.
-    /// Cancel-safe. A plain socket reserves `chunk` only once data is
-    /// there, so an idle connection holds no read buffer; TLS reads
-    /// through rustls, which needs the room to decrypt into.
-    pub async fn read_into(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+    /// Appends what has come to `buf`, or registers for it; `Ok(0)` at
+    /// the end. A plain socket reserves `chunk` only once data is there, so
+    /// an idle connection holds no read buffer; TLS reads through rustls,
+    /// which needs the room to decrypt into. A poll function rather than an
+    /// `async fn`: an idle connection's task holds only its two references.
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> Poll<io::Result<usize>> {
         match self {
             Self::Plain(tcp) => loop {
-                tcp.readable().await?;
+                ready!(tcp.poll_read_ready(cx))?;
                 reserve(buf, chunk);
                 match tcp.try_read_buf(buf) {
+                    // Readiness was stale: cleared now, so the next poll waits.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    r => return r,
+                    r => return Poll::Ready(r),
                 }
             },
             Self::Tls(tls) => {
                 reserve(buf, chunk);
-                tls.read_buf(buf).await
+                tokio_util::io::poll_read_buf(Pin::new(&mut **tls), cx, buf)
             }
         }
     }

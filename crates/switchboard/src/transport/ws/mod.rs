@@ -139,7 +139,7 @@ pub fn run(
                     conn.close_all(CloseReason::Shutdown, &mut out);
                     close_with = Some((1012, "shutdown"));
                 }
-                read = tcp.read_into(&mut rbuf, READ_CHUNK), if !paused => {
+                read = std::future::poll_fn(|cx| tcp.poll_read_into(cx, &mut rbuf, READ_CHUNK)), if !paused => {
                     match read {
                         Ok(0) | Err(_) => break,
                         Ok(_) => last_heard = Instant::now(),
