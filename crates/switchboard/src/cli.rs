@@ -46,6 +46,10 @@ pub enum LambdaCommand {
         /// Per-request timeout in milliseconds.
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
+        /// PEM CA certificates that an https:// lambda must be signed by,
+        /// instead of the system's roots.
+        #[arg(long, env = "SWITCHBOARD_LAMBDA_CA_FILE")]
+        lambda_ca_file: Option<PathBuf>,
     },
 }
 
@@ -117,7 +121,7 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The gateway's base URL.
+    /// The gateway's base URL (http:// or https://).
     #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Publish key, sent as `Authorization: Bearer KEY`.
@@ -126,6 +130,10 @@ pub struct PublishArgs {
     /// Optional dedup key: a repeat within the dedup window is not published again.
     #[arg(long)]
     pub dedup_key: Option<String>,
+    /// PEM CA certificates that an https:// gateway must be signed by,
+    /// instead of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Topic, e.g. `news` or `live_video_comment/1234`.
     pub topic: String,
     /// The message's data, as JSON, e.g. '{"hello":1}'.

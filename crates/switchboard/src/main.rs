@@ -22,12 +22,14 @@ async fn main() -> std::process::ExitCode {
                     url,
                     app,
                     timeout_ms,
+                    lambda_ca_file,
                 },
         } => {
             match switchboard::ops::lambda_check::run(
                 &url,
                 &app,
                 std::time::Duration::from_millis(timeout_ms),
+                lambda_ca_file.as_deref(),
             )
             .await
             {

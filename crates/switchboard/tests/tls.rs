@@ -289,3 +289,47 @@ async fn redis_over_tls_carries_messages_between_nodes() -> anyhow::Result<()> {
     assert!(redis.url().starts_with("rediss://"));
     message_crosses_nodes(&redis.url(), &ca).await
 }
+
+#[tokio::test]
+async fn publish_and_lambda_check_commands_speak_https_with_a_ca_file() -> anyhow::Result<()> {
+    let (ca, cert) = ca_and_cert("cli")?;
+    let gw = tls_gateway(&cert, &[]).await?;
+    let mut ws = subscriber(&gw, "cli").await?;
+    let ca_file = path(ca.cert_path());
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .await?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        anyhow::Ok((out.status.code(), stderr))
+    };
+    let publish = |ca: Option<&str>| {
+        let mut args = vec!["publish".to_owned(), "--url".to_owned(), gw.http_url()];
+        if let Some(ca) = ca {
+            args.extend(["--ca-file".to_owned(), ca.to_owned()]);
+        }
+        args.extend(["cli".to_owned(), r#"{"via":"cli"}"#.to_owned()]);
+        args
+    };
+    // Without the CA file the system's roots do not know the test's CA.
+    let (code, stderr) = run(publish(None)).await?;
+    assert_ne!(code, Some(0), "published without trusting the CA: {stderr}");
+    let (code, stderr) = run(publish(Some(&ca_file))).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    let event = ws.recv_json_skip_pings(WAIT).await?;
+    assert_eq!(event["data"], json!({"via": "cli"}), "{event}");
+
+    let mock = MockLambda::start_tls(secure_lambda(), &cert).await?;
+    let check = vec![
+        "lambda".to_owned(),
+        "check".to_owned(),
+        mock.url(),
+        "--lambda-ca-file".to_owned(),
+        ca_file.clone(),
+    ];
+    let (code, stderr) = run(check).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(mock.request_count() > 0);
+    ws.close().await
+}
