@@ -37,6 +37,10 @@ install_missing() {
         command -v node >/dev/null 2>&1 || missing+=(nodejs)
         command -v npm >/dev/null 2>&1 || missing+=(npm)
     fi
+    # kosoku (the Autobahn cases, tests/autobahn.rs) goes into a virtualenv
+    # when python3 lacks it: Debian splits ensurepip out into python3-venv
+    # (which brings python3 along).
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
     if [ "${#missing[@]}" -gt 0 ]; then
         step "Installing ${missing[*]}"
         as_root apt-get update
@@ -47,6 +51,8 @@ install_missing() {
         step "SDK test tools (scripts/test-sdk.sh)"
         scripts/test-sdk.sh
     fi
+    step "Autobahn cases (kosoku, for tests/autobahn.rs)"
+    scripts/autobahn.sh --install
 
     if command -v rustup >/dev/null 2>&1; then
         if ! cargo fmt --version >/dev/null 2>&1; then

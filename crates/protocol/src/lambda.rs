@@ -181,36 +181,18 @@ pub enum Action {
 pub struct ActionError(pub String);
 
 impl Action {
-    /// Reads one action and checks the rules serde cannot express, among
-    /// them that `push`, `publish` and `buffer` data and `set_state` state
+    /// Reads one action and checks the rules serde cannot express: every
+    /// number within its range ([`bounds`]), and that `push`, `publish` and `buffer` data and `set_state` state
     /// are readable by strict JSON readers ([`crate::data::check`]).
     pub fn parse(raw: &RawValue) -> Result<Self, ActionError> {
         let a = read::action(raw)?;
+        bounds::check(&a)?;
         match &a {
             Action::Reject { code, .. } if !(400..=599).contains(code) => {
                 Err(ActionError(format!("reject code {code} is not 400-599")))
             }
             Action::Close { code, .. } if !(4000..=4999).contains(code) => {
                 Err(ActionError(format!("close code {code} is not 4000-4999")))
-            }
-            Action::Timer {
-                every_ms, after_ms, ..
-            } if every_ms.is_some() == after_ms.is_some() => Err(ActionError(
-                "timer needs exactly one of every_ms, after_ms".into(),
-            )),
-            Action::Timer { name, .. } | Action::CancelTimer { name }
-                if name.is_empty() || name.len() > 128 =>
-            {
-                Err(ActionError("timer name must be 1-128 bytes".into()))
-            }
-            Action::Subscribe {
-                rate_limit: Some(r),
-                ..
-            } if !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0 => Err(
-                ActionError("rate_limit needs per_second > 0 and burst >= 1".into()),
-            ),
-            Action::Subscribe { batch: Some(b), .. } if b.max_messages == 0 => {
-                Err(ActionError("batch.max_messages must be at least 1".into()))
             }
             Action::Push { data, .. }
             | Action::Publish { data, .. }
@@ -288,6 +270,7 @@ pub fn parse_response(body: &[u8], expected: usize) -> Result<Vec<EventResult>, 
         .collect())
 }
 
+pub mod bounds;
 mod read;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,10 @@ pub struct Publication {
     /// Compact JSON (no raw newlines), safe to splice into frames and SSE lines.
     pub data: Box<RawValue>,
     pub dedup_key: Option<String>,
+    /// Lambda publishes in the chain that led to this message: 0 from the
+    /// publish API, the causing message's hop + 1 from a lambda's `publish`.
+    /// Carried by every broker, never shown to clients or lambdas.
+    pub hop: u8,
 }
 
 /// Why a publish body was refused; `status` is the HTTP status to answer.
@@ -98,6 +102,7 @@ pub fn validate(
         topic,
         data,
         dedup_key,
+        hop: 0,
     })
 }
 

@@ -94,6 +94,14 @@ pub struct ServeArgs {
     /// Allow publishing without a key on a non-loopback listener.
     #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS_PUBLISH")]
     pub allow_anonymous_publish: bool,
+    /// Serve GET /metrics on this address (IP:PORT) instead of on --listen,
+    /// which then answers it 404. Default: on --listen.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// `none` (default: /metrics is open to whoever reaches its listener) or
+    /// `admin_key` (it needs `Authorization: Bearer <admin key>`).
+    #[arg(long, env = "SWITCHBOARD_METRICS_AUTH")]
+    pub metrics_auth: Option<String>,
     /// Print each lambda exchange (event -> actions) to stdout as it happens.
     #[arg(long, env = "SWITCHBOARD_DEV")]
     pub dev: bool,
@@ -115,8 +123,19 @@ pub struct ServeArgs {
     /// is no longer read (limits.max_lambda_jobs_per_connection). Default 256.
     #[arg(long, env = "SWITCHBOARD_MAX_LAMBDA_JOBS_PER_CONNECTION")]
     pub max_lambda_jobs_per_connection: Option<usize>,
+    /// Test only, hidden from --help: also serve `GET /v1/_echo`, a WebSocket
+    /// echo through the gateway's own framing, for the conformance suite
+    /// (scripts/autobahn.sh). Refused on a listener that is not loopback.
+    #[arg(long, env = "SWITCHBOARD_WS_ECHO", hide = true)]
+    pub ws_echo: bool,
+    /// Lambda publishes one chain of messages may pass through before the
+    /// next is dropped (limits.max_publish_hops). Default 8.
+    #[arg(long, env = "SWITCHBOARD_MAX_PUBLISH_HOPS")]
+    pub max_publish_hops: Option<u8>,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -179,4 +198,26 @@ pub struct EdgeArgs {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+}
+
+/// History bounds (file table `[history]`, docs/security.md "Node-wide memory bounds").
+#[derive(Debug, Args, Default)]
+pub struct HistoryArgs {
+    /// Messages each topic keeps in history (history.max_messages). Default 1000.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_MESSAGES")]
+    pub history_max_messages: Option<usize>,
+    /// Bytes of data each topic keeps in history (history.max_bytes). Default 1048576.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_BYTES")]
+    pub history_max_bytes: Option<usize>,
+    /// Oldest message each topic keeps, ms (history.max_age_ms). Default 600000.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_AGE_MS")]
+    pub history_max_age_ms: Option<u64>,
+    /// Embedded broker: bytes of history over all topics; past it the node's
+    /// oldest messages go first (history.max_total_bytes). Default 268435456.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_TOTAL_BYTES")]
+    pub history_max_total_bytes: Option<usize>,
+    /// NATS: `max_bytes` of the JetStream history stream it creates
+    /// (history.nats_max_bytes). Default 1073741824.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_NATS_MAX_BYTES")]
+    pub history_nats_max_bytes: Option<u64>,
 }

@@ -9,7 +9,7 @@ use switchboard_protocol::AppName;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::memory::{HistoryLimits, MemoryBroker};
+use crate::broker::memory::MemoryBroker;
 use crate::broker::Broker;
 use crate::capability::sink::Sink;
 use crate::capability::timer::Timers;
@@ -203,7 +203,7 @@ async fn broker(config: &Config, router: &Arc<TopicRouter>) -> anyhow::Result<Ar
         BrokerUrl::Memory => {
             let memory = Arc::new(MemoryBroker::new(
                 router.clone(),
-                HistoryLimits::default(),
+                config.history.clone(),
                 dedup_window,
             ));
             memory.start_sweeper(std::time::Duration::from_secs(30));
@@ -215,7 +215,7 @@ async fn broker(config: &Config, router: &Arc<TopicRouter>) -> anyhow::Result<Ar
                 url,
                 config.broker_ca.as_ref(),
                 router.clone(),
-                HistoryLimits::default(),
+                config.history.clone(),
                 dedup_window,
             )
             .await?,
@@ -226,7 +226,7 @@ async fn broker(config: &Config, router: &Arc<TopicRouter>) -> anyhow::Result<Ar
                 url,
                 config.broker_ca.as_ref(),
                 router.clone(),
-                HistoryLimits::default(),
+                config.history.clone(),
                 dedup_window,
             )
             .await?,

@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 pub struct Running {
     pub gateway: Arc<Gateway>,
     pub addr: std::net::SocketAddr,
+    /// The metrics listener's address, when `/metrics` has its own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Ends the accept loop, which drops the listener.
     stop_accepting: tokio_util::sync::CancellationToken,
     accepting: tokio::task::JoinHandle<()>,
@@ -34,16 +36,39 @@ pub async fn start(config: ops::config::Config) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {at} (metrics_listen): {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let gateway = Gateway::new(config).await?;
     let stop_accepting = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        // Stops with the main listener, at the drain's start.
+        tokio::spawn(transport::http::serve(
+            gateway.clone(),
+            listener,
+            stop_accepting.clone(),
+            transport::http::Role::Metrics,
+        ));
+    }
     let accepting = tokio::spawn(transport::http::serve(
         gateway.clone(),
         listener,
         stop_accepting.clone(),
+        transport::http::Role::Main,
     ));
     Ok(Running {
         gateway,
         addr,
+        metrics_addr,
         stop_accepting,
         accepting,
     })

@@ -65,7 +65,15 @@ async fn serve(args: switchboard::cli::ServeArgs) -> anyhow::Result<()> {
         "http"
     };
     println!("switchboard listening on {scheme}://{}", running.addr);
-    tracing::info!(addr = %running.addr, apps = running.gateway.apps.len(), "serving");
+    if let Some(at) = running.metrics_addr {
+        println!("switchboard metrics on http://{at}/metrics");
+    }
+    tracing::info!(
+        addr = %running.addr,
+        apps = running.gateway.apps.len(),
+        broker = ?running.gateway.config.broker,
+        "serving"
+    );
     shutdown.await;
     tracing::info!("draining");
     if !running.drain().await {

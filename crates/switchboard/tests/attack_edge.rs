@@ -283,7 +283,11 @@ async fn the_default_cap_keeps_a_flood_off_the_descriptor_limit() -> anyhow::Res
         0.0,
         "the cap came before EMFILE"
     );
+    // The flood's accepted connections close as the gateway reads their
+    // EOF; until then a new connection would meet the cap.
     drop(flood);
+    keep.wait_metric("switchboard_tcp_connections", "at most 2", |v| v <= 2.0)
+        .await?;
     still_serves(&gw, None, &mut ws, "calm", 1).await
 }
 

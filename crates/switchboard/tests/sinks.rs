@@ -291,6 +291,46 @@ async fn an_http_sink_past_max_buffer_drops_the_oldest_and_counts_them() -> anyh
     Ok(())
 }
 
+#[tokio::test]
+async fn an_http_sink_past_max_buffer_bytes_drops_the_oldest_and_counts_them() -> anyhow::Result<()>
+{
+    let port = free_port();
+    // Room for 100 records by count but 4 KiB by bytes: three of ~1 KiB.
+    let caps = Caps::start_with(
+        |_| {
+            format!(
+                "{}max_buffer_bytes = 4096\n",
+                http_sink("big", port, 50, 100, 100)
+            )
+        },
+        &[],
+    )
+    .await?;
+    let got = caps.dir().join("received.jsonl");
+    let mut ws = caps.open("s", json!({"tag": "b"})).await?;
+    let pad = "p".repeat(1000);
+    for chunk in 0..4 {
+        let records: Vec<Value> = (0..5)
+            .map(|i| json!({ "n": chunk * 5 + i, "pad": pad }))
+            .collect();
+        buffer(&mut ws, "big", &records).await?;
+    }
+    wait_sink_metric(&caps, "records_in", "big", |v| v >= 20.0).await?;
+    let dropped = wait_sink_metric(&caps, "records_dropped", "big", |v| v >= 17.0).await?;
+    assert_eq!(dropped, 17.0, "4096 bytes hold three records of over 1 KiB");
+
+    let _receiver = receiver(port, &got).await?;
+    wait_sink_metric(&caps, "records_written", "big", |v| v >= 3.0).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        received_ns(&received(&got)),
+        (17..20).collect::<Vec<_>>(),
+        "the newest records that fit, once each"
+    );
+    assert_eq!(sink_metric(&caps, "records_dropped", "big").await?, 17.0);
+    Ok(())
+}
+
 async fn admin_sinks(caps: &Caps) -> anyhow::Result<Value> {
     let resp = test_support::http_request(
         "GET",

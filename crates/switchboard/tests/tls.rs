@@ -32,10 +32,18 @@ fn path(p: &std::path::Path) -> String {
 
 /// A gateway serving TLS with `cert`, and `args`.
 async fn tls_gateway(cert: &ServerCert, args: &[&str]) -> anyhow::Result<Gateway> {
+    tls_gateway_with_env(cert, args, &[]).await
+}
+
+async fn tls_gateway_with_env(
+    cert: &ServerCert,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Gateway> {
     let (c, k) = (path(&cert.cert), path(&cert.key));
     let mut all = vec!["--tls-cert", &c, "--tls-key", &k];
     all.extend_from_slice(args);
-    Gateway::start(BIN, &all).await
+    Gateway::start_with_env(BIN, &all, env).await
 }
 
 /// A WebSocket on `gw` with a `pubsub` stream on `topic`, opened.
@@ -104,7 +112,16 @@ async fn https_publish_wss_and_sse_work_with_a_real_tls_client() -> anyhow::Resu
 #[tokio::test]
 async fn plain_http_is_refused_and_a_silent_handshake_is_closed() -> anyhow::Result<()> {
     let (_ca, cert) = ca_and_cert("edge")?;
-    let gw = tls_gateway(&cert, &["--header-timeout-ms", "400"]).await?;
+    // `/metrics` on its own listener, which stays plain HTTP.
+    let metrics_env = [("SWITCHBOARD_METRICS_LISTEN", "127.0.0.1:0")];
+    let gw = tls_gateway_with_env(&cert, &["--header-timeout-ms", "400"], &metrics_env).await?;
+    let metrics_url = eventually(WAIT, "the metrics line on stdout", || {
+        gw.stdout_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("switchboard metrics on ").map(str::to_owned))
+    })
+    .await?;
+    assert!(metrics_url.starts_with("http://"), "{metrics_url}");
 
     let mut plain = TcpStream::connect(gw.addr()).await?;
     plain
@@ -129,7 +146,7 @@ async fn plain_http_is_refused_and_a_silent_handshake_is_closed() -> anyhow::Res
         "stalled handshake left open"
     );
 
-    let metrics = Metrics::fetch(&gw.http_url()).await?;
+    let metrics = Metrics::parse(&get(&metrics_url).await?.text());
     assert!(
         metrics.node("switchboard_header_timeouts") >= 2.0,
         "{metrics:?}"

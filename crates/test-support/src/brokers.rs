@@ -97,34 +97,46 @@ where
 /// `/connz`). A restart keeps the port and the store, like a real restart.
 pub struct NatsServer {
     child: Option<Child>,
-    /// Some: clients must speak TLS (`tls://`), with this certificate.
-    tls: Option<(String, String)>,
     port: u16,
     monitor_port: u16,
     store: TempDir,
+    /// `--user` and `--pass`, if clients must log in.
+    login: Option<(String, String)>,
+    /// Certificate and key files: clients must speak TLS (`tls://`).
+    tls: Option<(String, String)>,
 }
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(None).await
+        Self::start_with(None, None).await
     }
 
-    /// Like [`NatsServer::start`], requiring TLS from clients, with `cert`.
+    /// A server whose clients must give `user` and `password`; [`Self::url`]
+    /// carries them.
+    pub async fn start_with_user(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some((user.to_owned(), password.to_owned())), None).await
+    }
+
+    /// A server that requires TLS from clients, with `cert`.
     pub async fn start_tls(cert: &crate::tls::ServerCert) -> anyhow::Result<Self> {
         let files = (
             cert.cert.display().to_string(),
             cert.key.display().to_string(),
         );
-        Self::start_with(Some(files)).await
+        Self::start_with(None, Some(files)).await
     }
 
-    async fn start_with(tls: Option<(String, String)>) -> anyhow::Result<Self> {
+    async fn start_with(
+        login: Option<(String, String)>,
+        tls: Option<(String, String)>,
+    ) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
-            tls,
             port: free_port(),
             monitor_port: free_port(),
             store: TempDir::new("sb-nats")?,
+            login,
+            tls,
         };
         server.launch().await?;
         Ok(server)
@@ -145,6 +157,14 @@ impl NatsServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some((user, password)) = &self.login {
+            args.extend([
+                "--user".into(),
+                user.clone(),
+                "--pass".into(),
+                password.clone(),
+            ]);
+        }
         if let Some((cert, key)) = &self.tls {
             args.extend(["--tls", "--tlscert", cert, "--tlskey", key].map(String::from));
         }
@@ -159,10 +179,15 @@ impl NatsServer {
         Ok(())
     }
 
-    /// `nats://127.0.0.1:PORT` (`tls://` with TLS), for `--broker`.
+    /// `nats://[USER:PASSWORD@]127.0.0.1:PORT` (`tls://` with TLS), for `--broker`.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "tls" } else { "nats" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        match &self.login {
+            Some((user, password)) => {
+                format!("{scheme}://{user}:{password}@127.0.0.1:{}", self.port)
+            }
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -216,20 +241,28 @@ impl NatsServer {
 /// crashed cache.
 pub struct RedisServer {
     child: Option<Child>,
-    /// Some: the port speaks TLS only (no plain port), with these files.
-    tls: Option<Vec<String>>,
     port: u16,
     dir: TempDir,
+    /// `requirepass`, if clients must log in.
+    password: Option<String>,
+    /// Some: the port speaks TLS only (no plain port), with these flags.
+    tls: Option<Vec<String>>,
 }
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(None).await
+        Self::start_with(None, None).await
     }
 
-    /// Like [`RedisServer::start`], its one port TLS (`rediss://`), with
-    /// `cert` signed by `ca` (which the test's own Redis client trusts
-    /// from now on; Redis does not ask clients for certificates).
+    /// A server with `requirepass password`; [`Self::url`] carries it (and
+    /// [`Self::command`], which does not log in, gets `NOAUTH`).
+    pub async fn start_with_password(password: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some(password.to_owned()), None).await
+    }
+
+    /// A server whose one port is TLS (`rediss://`), with `cert` signed by
+    /// `ca` (which the test's own Redis client trusts from now on; Redis
+    /// does not ask clients for certificates).
     pub async fn start_tls(
         cert: &crate::tls::ServerCert,
         ca: &crate::tls::TestCa,
@@ -246,15 +279,19 @@ impl RedisServer {
             "no",
         ]
         .map(String::from);
-        Self::start_with(Some(tls.to_vec())).await
+        Self::start_with(None, Some(tls.to_vec())).await
     }
 
-    async fn start_with(tls: Option<Vec<String>>) -> anyhow::Result<Self> {
+    async fn start_with(
+        password: Option<String>,
+        tls: Option<Vec<String>>,
+    ) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
-            tls,
             port: free_port(),
             dir: TempDir::new("sb-redis")?,
+            password,
+            tls,
         };
         server.launch().await?;
         Ok(server)
@@ -284,24 +321,35 @@ impl RedisServer {
         .map(|s| s.to_string())
         .collect();
         args.extend(port_flags);
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass".into(), password.clone()]);
+        }
         let mut child = spawn("redis-server", &args, "redis")?;
         let (port, tls) = (self.port, self.tls.is_some());
         wait_until(&mut child, "redis-server", || async move {
-            matches!(redis_command_on(port, tls, &["PING"]).await, Ok(Value::String(s)) if s == "PONG")
+            match redis_command_on(port, tls, &["PING"]).await {
+                Ok(Value::String(s)) => s == "PONG",
+                // Up, and asking for the password.
+                Err(e) => e.to_string().contains("NOAUTH"),
+                Ok(_) => false,
+            }
         })
         .await?;
         self.child = Some(child);
         Ok(())
     }
 
-    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS), for `--broker`.
+    /// `redis://[:PASSWORD@]127.0.0.1:PORT` (`rediss://` with TLS), for `--broker`.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() {
             "rediss"
         } else {
             "redis"
         };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {

@@ -97,10 +97,19 @@ impl Metrics {
 
 /// Resident set size of `pid` in KiB (`VmRSS` of /proc/PID/status).
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident set size of `pid` in KiB (`VmHWM`): what it ever held.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -247,9 +256,13 @@ impl RawWs {
 
     /// Sends a masked text frame.
     pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
-        let frame = client_frame(0x1, text.as_bytes());
+        self.send_raw(&client_frame(0x1, text.as_bytes())).await
+    }
+
+    /// Writes `bytes` as they are: a frame cut short, or not a frame at all.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         within(WAIT, "a raw WebSocket write", async {
-            self.tcp.write_all(&frame).await?;
+            self.tcp.write_all(bytes).await?;
             Ok(())
         })
         .await
@@ -356,7 +369,7 @@ impl RawWs {
 }
 
 /// A final client frame with a fixed mask.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
     let mut out = vec![0x80 | opcode];
     match payload.len() {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::forward_lines;
+use crate::keep_lines;
 
 /// How long the gateway may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,6 +24,7 @@ pub struct Gateway {
     /// It serves TLS (its ready line says `https://`).
     tls: bool,
     stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -59,7 +60,7 @@ impl Gateway {
             .spawn()
             .with_context(|| format!("spawning gateway {bin}"))?;
 
-        forward_lines(
+        let stderr = keep_lines(
             "gateway",
             BufReader::new(child.stderr.take().context("gateway stderr")?),
         );
@@ -75,28 +76,24 @@ impl Gateway {
             }
             Ok(Ok(_)) => parse_ready_line(first.trim_end())?,
         };
-        let kept = Arc::new(Mutex::new(Vec::new()));
-        let sink = kept.clone();
-        tokio::spawn(async move {
-            let mut lines = stdout.lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[gateway stdout] {line}");
-                if let Ok(mut v) = sink.lock() {
-                    v.push(line);
-                }
-            }
-        });
+        let kept = keep_lines("gateway stdout", stdout);
         Ok(Self {
             child,
             addr: addr.0,
             tls: addr.1,
             stdout: kept,
+            stderr,
         })
     }
 
     /// What the gateway printed to stdout after its address line (e.g. `dev` output).
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Everything the gateway wrote to stderr so far (its logs).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -118,6 +115,21 @@ impl Gateway {
     /// `http://127.0.0.1:PORT` (`https://` with TLS) + `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http_url())
+    }
+
+    /// Waits until `GET /readyz` answers 200 (a shared broker is connected),
+    /// for at most `limit`.
+    pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let url = self.url("/readyz");
+        let deadline = tokio::time::Instant::now() + limit;
+        while crate::get(&url).await?.status != 200 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "gateway not ready within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -12,6 +12,7 @@ pub mod tls;
 mod ws;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use gateway::Gateway;
@@ -124,11 +125,31 @@ pub(crate) fn forward_lines<R>(prefix: &'static str, reader: R)
 where
     R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
 {
+    pipe_lines(prefix, reader, None);
+}
+
+/// Like [`forward_lines`], and keeps each line for the test to read.
+pub(crate) fn keep_lines<R>(prefix: &'static str, reader: R) -> Arc<Mutex<Vec<String>>>
+where
+    R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+{
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    pipe_lines(prefix, reader, Some(kept.clone()));
+    kept
+}
+
+fn pipe_lines<R>(prefix: &'static str, reader: R, keep: Option<Arc<Mutex<Vec<String>>>>)
+where
+    R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+{
     use tokio::io::AsyncBufReadExt;
     tokio::spawn(async move {
         let mut lines = reader.lines();
         while let Ok(Some(line)) = lines.next_line().await {
             eprintln!("[{prefix}] {line}");
+            if let Some(Ok(mut v)) = keep.as_ref().map(|k| k.lock()) {
+                v.push(line);
+            }
         }
     });
 }

@@ -541,6 +541,7 @@ async fn sink_round(path: std::path::PathBuf, n: usize, data: &RawValue) -> u64 
         batch_size: 500,
         flush_interval: Duration::from_secs(1),
         max_buffer: 100_000,
+        max_buffer_bytes: 1 << 30,
     };
     let sink = Sink::start(cfg, LambdaClient::default(), stop.clone(), &tracker);
     for i in 0..n {

@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::{Broker, BrokerError};
+use crate::ops::supervise::{supervise, TaskKind};
 
 /// Longest wait for the broker to confirm something (interest, a read).
 pub(crate) const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,17 +20,20 @@ pub(crate) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
-/// Spawns the broker's connection `supervisor` and waits a moment
-/// ([`CONFIRM_TIMEOUT`]) for the first connection; the node runs (not
-/// ready) and keeps trying if the broker (`name`, at `redacted_url`) is not
-/// there yet.
-pub(crate) async fn start_supervised<B: Broker>(
+/// Spawns the broker's connection task (each `connection()` one run of it,
+/// restarted if it panics) and waits a moment ([`CONFIRM_TIMEOUT`]) for the
+/// first connection; the node runs (not ready) and keeps trying if the
+/// broker (`name`, at `redacted_url`) is not there yet.
+pub(crate) async fn start_supervised<B: Broker, Fut>(
     broker: B,
-    supervisor: impl Future<Output = ()> + Send + 'static,
+    connection: impl FnMut() -> Fut + Send + 'static,
     name: &str,
     redacted_url: &str,
-) -> B {
-    tokio::spawn(supervisor);
+) -> B
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(supervise(TaskKind::BrokerConnection, connection));
     let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
     while !broker.is_ready() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,8 +1,10 @@
-//! The embedded broker: one process, per-topic sequences, bounded history,
-//! publish dedup. Delivery happens under the topic's lock, so every
+//! The embedded broker: one process, per-topic sequences, bounded history
+//! (per topic, and a node total that drops the node's oldest messages
+//! first), publish dedup. Delivery happens under the topic's lock, so every
 //! subscriber sees a topic's messages in id order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -10,56 +12,88 @@ use switchboard_protocol::publish::Publication;
 use switchboard_protocol::Topic;
 use tokio::time::{Duration, Instant};
 
+pub use super::history::{HistoryLimits, HistoryPolicy};
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::{supervise, TaskKind};
 use crate::router::TopicRouter;
 
-/// How much history each topic keeps (the smallest bound wins).
-#[derive(Debug, Clone)]
-pub struct HistoryLimits {
-    pub max_messages: usize,
-    pub max_bytes: usize,
-    pub max_age: Duration,
-}
-
-impl Default for HistoryLimits {
-    fn default() -> Self {
-        Self {
-            max_messages: 1_000,
-            max_bytes: 1 << 20,
-            max_age: Duration::from_secs(600),
-        }
-    }
-}
+type SharedLog = Arc<Mutex<TopicLog>>;
 
 pub struct MemoryBroker {
     epoch: Arc<str>,
     router: Arc<TopicRouter>,
-    topics: RwLock<HashMap<Topic, Arc<Mutex<TopicLog>>>>,
-    history: HistoryLimits,
+    topics: RwLock<HashMap<Topic, SharedLog>>,
+    policy: HistoryPolicy,
+    node: NodeHistory,
+    next_uid: AtomicU64,
     dedup_window: Duration,
 }
 
 #[derive(Default)]
 struct TopicLog {
+    /// Names this log in the node's index.
+    uid: u64,
+    limits: HistoryLimits,
     seq: u64,
     /// Newest last; each with its arrival time.
     history: VecDeque<(Instant, Arc<Message>)>,
+    /// Bytes of `data` in `history` (the per-topic bound).
     history_bytes: usize,
+    /// The arrival time under which the node's index holds this log: the
+    /// oldest retained message's, when the index was last told.
+    indexed: Option<Instant>,
     /// dedup_key -> (id, first seen), oldest first in `dedup_order`.
     dedup: HashMap<String, (Arc<str>, Instant)>,
     dedup_order: VecDeque<(Instant, String)>,
 }
 
+/// The history of every topic together: its cost in bytes, and the topics
+/// with history ordered by their oldest retained message, so that the node
+/// total drops the node's oldest messages first in O(log topics) each.
+///
+/// Lock order: a topic's lock, then `by_oldest`; nothing is locked while
+/// `by_oldest` is held.
+struct NodeHistory {
+    max_total: usize,
+    total: AtomicUsize,
+    by_oldest: Mutex<BTreeMap<(Instant, u64), SharedLog>>,
+}
+
+/// What a retained message counts against the node total besides its data,
+/// topic, id and dedup key: the message itself, its `Arc`, its place in the
+/// topic's queue and the allocator's rounding.
+const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Message>() + 64;
+
+/// One retained message's cost against the node total, in bytes.
+fn cost(m: &Message) -> usize {
+    m.data.get().len()
+        + m.topic.as_str().len()
+        + m.id.len()
+        + m.dedup_key.as_ref().map_or(0, |k| k.len())
+        + MESSAGE_OVERHEAD
+}
+
 impl MemoryBroker {
-    pub fn new(router: Arc<TopicRouter>, history: HistoryLimits, dedup_window: Duration) -> Self {
+    pub fn new(router: Arc<TopicRouter>, policy: HistoryPolicy, dedup_window: Duration) -> Self {
         let epoch: Arc<str> = Arc::from(format!("m{:x}", rand::random::<u32>()));
         Self {
             epoch,
             router,
             topics: RwLock::new(HashMap::new()),
-            history,
+            node: NodeHistory {
+                max_total: policy.max_total_bytes,
+                total: AtomicUsize::new(0),
+                by_oldest: Mutex::new(BTreeMap::new()),
+            },
+            policy,
+            next_uid: AtomicU64::new(1),
             dedup_window,
         }
+    }
+
+    /// Bytes the history of every topic holds now (see [`cost`]).
+    pub fn history_bytes(&self) -> usize {
+        self.node.total.load(Ordering::Relaxed)
     }
 
     /// Frees what quiet topics hold past their bounds (old history, expired
@@ -68,9 +102,10 @@ impl MemoryBroker {
     pub fn sweep(&self) {
         let now = Instant::now();
         let logs: Vec<_> = self.topics.read().values().cloned().collect();
-        for log in logs {
-            let mut log = log.lock();
-            log.expire(now, &self.history);
+        for shared in logs {
+            let mut log = shared.lock();
+            let freed = log.expire(now);
+            self.node.settle(&shared, &mut log, 0, freed);
             log.expire_dedup(now, self.dedup_window);
             if log.history.is_empty() {
                 log.history = VecDeque::new();
@@ -85,57 +120,115 @@ impl MemoryBroker {
     /// Sweeps every `every` while the broker lives.
     pub fn start_sweeper(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+        tokio::spawn(supervise(TaskKind::Sweeper, move || {
+            let weak = weak.clone();
+            async move {
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
-                let Some(broker) = weak.upgrade() else { break };
-                broker.sweep();
+                loop {
+                    tick.tick().await;
+                    let Some(broker) = weak.upgrade() else { break };
+                    broker.sweep();
+                }
             }
-        });
+        }));
     }
 
-    fn log(&self, topic: &Topic) -> Arc<Mutex<TopicLog>> {
+    fn log(&self, topic: &Topic) -> SharedLog {
         if let Some(l) = self.topics.read().get(topic) {
             return l.clone();
         }
         self.topics
             .write()
             .entry(topic.clone())
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(TopicLog {
+                    uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
+                    limits: self.policy.limits_for(topic.as_str()),
+                    ..TopicLog::default()
+                }))
+            })
             .clone()
     }
 
     fn publish_one(&self, p: Publication) -> Arc<str> {
-        let log = self.log(&p.topic);
-        let mut log = log.lock();
-        let now = Instant::now();
-        log.expire_dedup(now, self.dedup_window);
-        if let Some(key) = &p.dedup_key {
-            if let Some((id, _)) = log.dedup.get(key) {
-                return id.clone();
+        let shared = self.log(&p.topic);
+        let id = {
+            let mut log = shared.lock();
+            let now = Instant::now();
+            log.expire_dedup(now, self.dedup_window);
+            if let Some(key) = &p.dedup_key {
+                if let Some((id, _)) = log.dedup.get(key) {
+                    return id.clone();
+                }
             }
-        }
-        log.seq += 1;
-        let id: Arc<str> = Arc::from(log.seq.to_string());
-        if let Some(key) = &p.dedup_key {
-            log.dedup.insert(key.clone(), (id.clone(), now));
-            log.dedup_order.push_back((now, key.clone()));
-        }
-        let dedup_key = p.dedup_key.map(String::into_boxed_str);
-        let msg = Arc::new(Message::new(
-            p.topic,
-            id.clone(),
-            p.data,
-            self.epoch.clone(),
-            dedup_key,
-        ));
-
-        log.remember(now, msg.clone(), &self.history);
-        // Still under the topic's lock: delivery order is id order.
-        self.router.deliver(&msg);
+            log.seq += 1;
+            let id: Arc<str> = Arc::from(log.seq.to_string());
+            if let Some(key) = &p.dedup_key {
+                log.dedup.insert(key.clone(), (id.clone(), now));
+                log.dedup_order.push_back((now, key.clone()));
+            }
+            let dedup_key = p.dedup_key.map(String::into_boxed_str);
+            let msg = Arc::new(
+                Message::new(p.topic, id.clone(), p.data, self.epoch.clone(), dedup_key)
+                    .with_hop(p.hop),
+            );
+            let added = cost(&msg);
+            let freed = log.remember(now, msg.clone());
+            self.node.settle(&shared, &mut log, added, freed);
+            // Still under the topic's lock: delivery order is id order.
+            self.router.deliver(&msg);
+            id
+        };
+        self.node.evict_over_total();
         id
+    }
+}
+
+impl NodeHistory {
+    /// Under `log`'s lock, after its history changed: counts what it added
+    /// and freed, and files it under its (new) oldest message.
+    fn settle(&self, shared: &SharedLog, log: &mut TopicLog, added: usize, freed: usize) {
+        if added > 0 {
+            self.total.fetch_add(added, Ordering::Relaxed);
+        }
+        if freed > 0 {
+            self.total.fetch_sub(freed, Ordering::Relaxed);
+        }
+        let oldest = log.history.front().map(|(t, _)| *t);
+        if oldest == log.indexed {
+            return;
+        }
+        let mut index = self.by_oldest.lock();
+        if let Some(t) = log.indexed.take() {
+            index.remove(&(t, log.uid));
+        }
+        if let Some(t) = oldest {
+            index.insert((t, log.uid), shared.clone());
+        }
+        log.indexed = oldest;
+    }
+
+    /// While the node's history is over its total, drops the node's oldest
+    /// message (the front of the topic filed first). Called with no topic locked.
+    fn evict_over_total(&self) {
+        while self.total.load(Ordering::Relaxed) > self.max_total {
+            let first = self
+                .by_oldest
+                .lock()
+                .first_key_value()
+                .map(|(k, v)| (*k, v.clone()));
+            let Some(((t, _), shared)) = first else {
+                return;
+            };
+            let mut log = shared.lock();
+            if log.indexed != Some(t) {
+                // Its history changed meanwhile, and was filed anew.
+                continue;
+            }
+            let freed = log.pop_oldest();
+            self.settle(&shared, &mut log, 0, freed);
+        }
     }
 }
 
@@ -151,40 +244,44 @@ impl TopicLog {
         }
     }
 
-    fn remember(&mut self, now: Instant, msg: Arc<Message>, limits: &HistoryLimits) {
+    /// Keeps `msg`; returns the cost of what the topic's bounds then dropped.
+    fn remember(&mut self, now: Instant, msg: Arc<Message>) -> usize {
         self.history_bytes += msg.data.get().len();
         self.history.push_back((now, msg));
-        self.expire(now, limits);
+        self.expire(now)
     }
 
-    fn expire(&mut self, now: Instant, limits: &HistoryLimits) {
-        while let Some((t, m)) = self.history.front() {
-            let over = self.history.len() > limits.max_messages
-                || self.history_bytes > limits.max_bytes
-                || now.duration_since(*t) > limits.max_age;
+    /// Drops the oldest messages past the topic's bounds; returns their cost.
+    fn expire(&mut self, now: Instant) -> usize {
+        let mut freed = 0;
+        while let Some((t, _)) = self.history.front() {
+            let over = self.history.len() > self.limits.max_messages
+                || self.history_bytes > self.limits.max_bytes
+                || now.duration_since(*t) > self.limits.max_age;
             if !over {
                 break;
             }
-            self.history_bytes -= m.data.get().len();
-            self.history.pop_front();
+            freed += self.pop_oldest();
         }
+        freed
     }
-}
 
-impl TopicLog {
+    /// Drops the oldest retained message; returns its cost (0 if none).
+    fn pop_oldest(&mut self) -> usize {
+        let Some((_, m)) = self.history.pop_front() else {
+            return 0;
+        };
+        self.history_bytes -= m.data.get().len();
+        cost(&m)
+    }
+
     fn after(&self, after: &str) -> History {
         let Ok(after) = after.parse::<u64>() else {
-            return History {
-                messages: Vec::new(),
-                truncated: true,
-            };
+            return History::empty(true);
         };
         if after > self.seq {
             // A position this store never gave: it is not the same store.
-            return History {
-                messages: Vec::new(),
-                truncated: true,
-            };
+            return History::empty(true);
         }
         let oldest = self.seq + 1 - self.history.len() as u64;
         let skip = (after + 1).saturating_sub(oldest) as usize;
@@ -195,6 +292,7 @@ impl TopicLog {
                 .skip(skip)
                 .map(|(_, m)| m.clone())
                 .collect(),
+            // Dropped by the topic's bounds or the node total alike.
             truncated: after + 1 < oldest,
         }
     }
@@ -207,6 +305,10 @@ impl Broker for MemoryBroker {
 
     fn is_ready(&self) -> bool {
         true
+    }
+
+    fn history_bytes(&self) -> Option<usize> {
+        Some(MemoryBroker::history_bytes(self))
     }
 
     fn publish(
@@ -240,10 +342,12 @@ impl Broker for MemoryBroker {
         topic: &'a Topic,
         after: &'a str,
     ) -> BoxFuture<'a, Result<History, BrokerError>> {
-        let found = match self.topics.read().get(topic) {
-            Some(log) => {
-                let mut log = log.lock();
-                log.expire(Instant::now(), &self.history);
+        let shared = self.topics.read().get(topic).cloned();
+        let found = match shared {
+            Some(shared) => {
+                let mut log = shared.lock();
+                let freed = log.expire(Instant::now());
+                self.node.settle(&shared, &mut log, 0, freed);
                 log.after(after)
             }
             None => TopicLog::default().after(after),
@@ -253,149 +357,4 @@ impl Broker for MemoryBroker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::value::RawValue;
-
-    fn publication(topic: &str, data: &str, key: Option<&str>) -> Publication {
-        Publication {
-            topic: Topic::new(topic).unwrap(),
-            data: RawValue::from_string(data.into()).unwrap(),
-            dedup_key: key.map(Into::into),
-        }
-    }
-
-    #[tokio::test]
-    async fn ids_are_per_topic_sequences_and_dedup_answers_first_id() {
-        let b = MemoryBroker::new(
-            Arc::new(TopicRouter::default()),
-            HistoryLimits::default(),
-            Duration::from_secs(120),
-        );
-        let ids = b
-            .publish(vec![
-                publication("a", "1", None),
-                publication("a", "2", Some("k")),
-                publication("b", "3", None),
-                publication("a", "4", Some("k")),
-            ])
-            .await
-            .unwrap();
-        let ids: Vec<&str> = ids.iter().map(|i| &**i).collect();
-        assert_eq!(ids, ["1", "2", "1", "2"]);
-        assert_eq!(&*b.position(&Topic::new("a").unwrap()).await.unwrap(), "2");
-        assert_eq!(&*b.position(&Topic::new("zz").unwrap()).await.unwrap(), "0");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn sweep_frees_old_history_but_keeps_the_sequence() {
-        let limits = HistoryLimits {
-            max_messages: 100,
-            max_bytes: 1 << 20,
-            max_age: Duration::from_secs(60),
-        };
-        let b = MemoryBroker::new(
-            Arc::new(TopicRouter::default()),
-            limits,
-            Duration::from_secs(10),
-        );
-        b.publish(vec![
-            publication("a", "1", Some("k")),
-            publication("a", "2", None),
-        ])
-        .await
-        .unwrap();
-        tokio::time::advance(Duration::from_secs(61)).await;
-        b.sweep();
-        let t = Topic::new("a").unwrap();
-        {
-            let log = b.log(&t);
-            let l = log.lock();
-            assert!(l.history.is_empty() && l.dedup.is_empty());
-            assert_eq!(l.history_bytes, 0);
-        }
-        let ids = b
-            .publish(vec![publication("a", "3", Some("k"))])
-            .await
-            .unwrap();
-        assert_eq!(&*ids[0], "3", "ids continue; the dedup key expired");
-        assert!(b.history(&t, "1").await.unwrap().truncated, "2 aged out");
-    }
-
-    #[tokio::test]
-    async fn history_after_a_position() {
-        let limits = HistoryLimits {
-            max_messages: 3,
-            max_bytes: 1000,
-            max_age: Duration::from_secs(60),
-        };
-        let b = MemoryBroker::new(
-            Arc::new(TopicRouter::default()),
-            limits,
-            Duration::from_secs(1),
-        );
-        let t = Topic::new("a").unwrap();
-        let h = b.history(&t, "0").await.unwrap();
-        assert!(
-            h.messages.is_empty() && !h.truncated,
-            "empty topic, from the start"
-        );
-        for i in 1..=5 {
-            b.publish(vec![publication("a", &i.to_string(), None)])
-                .await
-                .unwrap();
-        }
-        // Retained: 3, 4, 5.
-        let ids = |h: &History| {
-            h.messages
-                .iter()
-                .map(|m| m.id.to_string())
-                .collect::<Vec<_>>()
-        };
-        let h = b.history(&t, "3").await.unwrap();
-        assert_eq!(
-            (ids(&h), h.truncated),
-            (vec!["4".to_string(), "5".into()], false)
-        );
-        let h = b.history(&t, "2").await.unwrap();
-        assert_eq!(
-            (ids(&h).len(), h.truncated),
-            (3, false),
-            "2 is just before the oldest kept"
-        );
-        let h = b.history(&t, "1").await.unwrap();
-        assert_eq!((ids(&h).len(), h.truncated), (3, true), "2 was dropped");
-        let h = b.history(&t, "5").await.unwrap();
-        assert_eq!((ids(&h).len(), h.truncated), (0, false));
-        assert!(
-            b.history(&t, "9").await.unwrap().truncated,
-            "a future position is another store's"
-        );
-        assert!(b.history(&t, "x").await.unwrap().truncated);
-    }
-
-    #[tokio::test]
-    async fn history_is_bounded_by_count_and_bytes() {
-        let limits = HistoryLimits {
-            max_messages: 3,
-            max_bytes: 10,
-            max_age: Duration::from_secs(60),
-        };
-        let b = MemoryBroker::new(
-            Arc::new(TopicRouter::default()),
-            limits,
-            Duration::from_secs(1),
-        );
-        for _ in 0..5 {
-            b.publish(vec![publication("a", "1", None)]).await.unwrap();
-        }
-        let log = b.log(&Topic::new("a").unwrap());
-        assert_eq!(log.lock().history.len(), 3);
-        b.publish(vec![publication("a", "\"12345678\"", None)])
-            .await
-            .unwrap();
-        let l = log.lock();
-        assert!(l.history_bytes <= 10);
-        assert_eq!(l.history.len(), 1);
-    }
-}
+mod tests;

@@ -5,6 +5,7 @@
 
 #[cfg(any(feature = "nats", feature = "redis"))]
 mod epoch;
+pub mod history;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
@@ -52,6 +53,11 @@ pub trait Broker: Send + Sync + 'static {
         topic: &'a Topic,
         after: &'a str,
     ) -> BoxFuture<'a, Result<History, BrokerError>>;
+    /// Bytes of history this node holds, when the history lives in this
+    /// process (the embedded broker); a shared broker's is its own.
+    fn history_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What [`Broker::history`] found.
@@ -84,6 +90,8 @@ pub struct Message {
     /// The publisher's dedup key, if any (subscription dedup uses it).
     pub dedup_key: Option<Box<str>>,
     pub data: Box<RawValue>,
+    /// Lambda publishes that led to it ([`Publication::hop`]).
+    pub hop: u8,
     epoch: Arc<str>,
     cursor: OnceLock<String>,
     ws_tail: OnceLock<Bytes>,
@@ -104,11 +112,17 @@ impl Message {
             id,
             data,
             dedup_key,
+            hop: 0,
             epoch,
             cursor: OnceLock::new(),
             ws_tail: OnceLock::new(),
             sse_tail: OnceLock::new(),
         }
+    }
+
+    pub fn with_hop(mut self, hop: u8) -> Self {
+        self.hop = hop;
+        self
     }
 
     /// What subscription dedup compares: the dedup key, else the data.

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio::time::{Duration, Instant};
 
+use switchboard_protocol::lambda::bounds;
+
 use crate::broker::Message;
 
 #[derive(Debug)]
@@ -18,10 +20,12 @@ pub struct Batcher {
 }
 
 impl Batcher {
+    /// Values past the lambda's bounds (checked where actions are parsed)
+    /// are clamped to them, so no input overflows a deadline.
     pub fn new(max_messages: u32, max_delay: Duration) -> Self {
         Self {
-            max_messages: max_messages.max(1) as usize,
-            max_delay,
+            max_messages: max_messages.clamp(1, bounds::MAX_BATCH_MESSAGES) as usize,
+            max_delay: max_delay.min(Duration::from_millis(bounds::MAX_BATCH_DELAY_MS)),
             messages: Vec::new(),
             deadline: None,
         }
@@ -30,7 +34,7 @@ impl Batcher {
     /// Adds a message; returns the full batch when it reached `max_messages`.
     pub fn push(&mut self, msg: Arc<Message>, now: Instant) -> Option<Vec<Arc<Message>>> {
         if self.messages.is_empty() {
-            self.deadline = Some(now + self.max_delay);
+            self.deadline = Some(now.checked_add(self.max_delay).unwrap_or(now));
         }
         self.messages.push(msg);
         (self.messages.len() >= self.max_messages).then(|| self.take())

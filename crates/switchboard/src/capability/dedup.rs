@@ -17,9 +17,12 @@ pub struct Dedup {
 }
 
 impl Dedup {
+    /// A window past the lambda's bound is clamped to it.
     pub fn new(window: Duration) -> Self {
         Self {
-            window,
+            window: window.min(Duration::from_millis(
+                switchboard_protocol::lambda::bounds::MAX_DEDUP_WINDOW_MS,
+            )),
             seen: HashSet::new(),
             order: VecDeque::new(),
         }

@@ -6,3 +6,6 @@ pub mod dedup;
 pub mod rate_limit;
 pub mod sink;
 pub mod timer;
+
+#[cfg(test)]
+mod props;

@@ -2,6 +2,7 @@
 //! once. Eight bytes of state (the theoretical arrival time), which is why it
 //! is written here rather than taken from a crate built for shared limiters.
 
+use switchboard_protocol::lambda::bounds;
 use tokio::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -15,13 +16,16 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `per_second` must be > 0 and `burst` >= 1 (checked where actions are parsed).
+    /// `per_second` must be > 0 and `burst` >= 1 (checked where actions are
+    /// parsed, with their maxima); any other value is clamped, never a panic.
     pub fn new(per_second: f64, burst: u32) -> Self {
-        let interval =
-            Duration::from_secs_f64(1.0 / per_second.max(1e-9)).max(Duration::from_nanos(1));
+        let per_second = per_second.clamp(1e-9, bounds::MAX_RATE_PER_SECOND);
+        let interval = Duration::try_from_secs_f64(1.0 / per_second)
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_nanos(1));
         Self {
             interval,
-            tolerance: interval.saturating_mul(burst.max(1)),
+            tolerance: interval.saturating_mul(burst.clamp(1, bounds::MAX_RATE_BURST)),
             tat: None,
         }
     }
@@ -29,7 +33,9 @@ impl RateLimiter {
     /// True if a message may pass at `now` (and counts it); false: drop it.
     pub fn check(&mut self, now: Instant) -> bool {
         let tat = self.tat.map_or(now, |t| t.max(now));
-        let next = tat + self.interval;
+        let Some(next) = tat.checked_add(self.interval) else {
+            return false;
+        };
         if next.saturating_duration_since(now) > self.tolerance {
             return false;
         }

@@ -1,14 +1,54 @@
 //! `switchboard dev`: prints each event -> actions exchange as it happens, so
 //! a product developer sees what their lambda did. Off the hot path: only
-//! when dev mode is on.
+//! when dev mode is on. Credentials in events (cookies, authorization and
+//! key headers, tokens) are masked: dev output ends up in terminals,
+//! screenshots and CI logs.
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use switchboard_protocol::lambda::{Action, EventResult};
 
 /// Longest JSON shown inline before it is cut.
 const MAX_INLINE: usize = 160;
+
+/// What dev output shows instead of a credential.
+pub const MASK: &str = "***";
+
+/// A forwarded header whose name contains one of these (without regard to
+/// case) is a credential: `authorization`, `proxy-authorization`, `cookie`,
+/// `x-api-key`, `x-auth-token`, `x-session-id`...
+const SECRET_HEADER_PARTS: [&str; 7] = [
+    "authorization",
+    "cookie",
+    "api-key",
+    "apikey",
+    "token",
+    "secret",
+    "session",
+];
+
+/// Masks the credentials of an event: secret headers, and a `token`
+/// (top level, or in the open's `params`, as `?token=` puts it).
+fn mask_secrets(e: &mut Map<String, Value>) {
+    let mask = || Value::String(MASK.into());
+    if let Some(Value::Object(headers)) = e.get_mut("headers") {
+        for (name, value) in headers.iter_mut() {
+            let name = name.to_ascii_lowercase();
+            if SECRET_HEADER_PARTS.iter().any(|p| name.contains(p)) {
+                *value = mask();
+            }
+        }
+    }
+    if let Some(Value::Object(params)) = e.get_mut("params") {
+        if let Some(t) = params.get_mut("token") {
+            *t = mask();
+        }
+    }
+    if let Some(t) = e.get_mut("token") {
+        *t = mask();
+    }
+}
 
 /// One line for an event, e.g. `open stream=ab-1 params={"video":"1234"}`.
 pub fn event_line(app: &str, event: &[u8]) -> String {
@@ -23,6 +63,7 @@ pub fn event_line(app: &str, event: &[u8]) -> String {
         .remove("stream")
         .and_then(|s| s.get("id").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_default();
+    mask_secrets(&mut e);
     let mut line = format!("[{app}] {kind} stream={id}");
     for (k, v) in e {
         let _ = write!(line, " {k}={}", inline(&v));
@@ -136,5 +177,19 @@ mod tests {
         assert_eq!(lines[1], "    -> subscribe t (direct)");
         assert!(lines[2].starts_with("    !! skipped"));
         assert!(cut(&"é".repeat(200)).ends_with("..."));
+    }
+
+    #[test]
+    fn credentials_are_masked() {
+        let e = br#"{"type":"open","stream":{"id":"n-1","state":null},"params":{"video":"1","token":"tok-SECRET"},
+            "headers":{"authorization":"Bearer a-SECRET","cookie":"sid=c-SECRET","X-Api-Key":"k-SECRET",
+            "proxy-authorization":"Basic p-SECRET","user-agent":"curl"}}"#;
+        let line = event_line("app", e);
+        assert!(!line.contains("SECRET"), "{line}");
+        assert!(line.contains(r#""authorization":"***""#), "{line}");
+        assert!(line.contains(r#""cookie":"***""#), "{line}");
+        assert!(line.contains(r#""token":"***""#), "{line}");
+        assert!(line.contains(r#""video":"1""#), "{line}");
+        assert!(line.contains(r#""user-agent":"curl""#), "{line}");
     }
 }

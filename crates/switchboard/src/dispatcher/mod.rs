@@ -26,6 +26,7 @@ use crate::broker::Broker;
 use crate::gateway::Sinks;
 use crate::ops::config::LambdaConfig;
 use crate::ops::metrics::AppStats;
+use crate::ops::supervise::{supervise, TaskKind};
 use crate::stream::outbox::{JobTicket, Outbox};
 use queue::{JobQueue, TryRecv};
 
@@ -116,11 +117,15 @@ impl Dispatcher {
             calls,
             call_ended: Notify::new(),
         });
-        shared.tracker.spawn(worker.run(
-            queue.clone(),
-            shared.tracker.clone(),
-            shared.stop.clone(),
-        ));
+        // Its state is shared (queue, worker): a restarted run goes on from it.
+        let (jobs, tracker, stop) = (queue.clone(), shared.tracker.clone(), shared.stop.clone());
+        shared
+            .tracker
+            .spawn(supervise(TaskKind::Dispatcher, move || {
+                worker
+                    .clone()
+                    .run(jobs.clone(), tracker.clone(), stop.clone())
+            }));
         Self {
             _handles: Arc::new(CloseOnDrop(queue.clone())),
             queue,
@@ -303,8 +308,12 @@ impl Worker {
                             data,
                             dedup_key,
                         }) => {
-                            publications
-                                .extend(publish::validate(topic.as_str(), data, dedup_key).ok());
+                            // One lambda publish after a close event (hop 0).
+                            publications.extend(
+                                publish::validate(topic.as_str(), data, dedup_key)
+                                    .ok()
+                                    .map(|p| publish::Publication { hop: 1, ..p }),
+                            );
                         }
                         Ok(Action::Buffer { sink, data }) => match self.sinks.get(&sink) {
                             Some(s) => {

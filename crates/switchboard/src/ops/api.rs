@@ -11,6 +11,7 @@ use switchboard_protocol::publish::PublishBody;
 use switchboard_protocol::MAX_PUBLISH_BODY;
 
 use crate::gateway::Gateway;
+use crate::ops::config::MetricsAuth;
 use crate::ops::metrics;
 use crate::transport::http::{json_error, json_response, text_response, Response};
 
@@ -22,15 +23,25 @@ pub fn readyz(gw: &Gateway) -> Response {
     }
 }
 
-pub fn metrics(gw: &Gateway) -> Response {
+/// `GET /metrics`; with `metrics_auth = "admin_key"`, for the admin key only.
+pub fn metrics(gw: &Gateway, headers: &HeaderMap) -> Response {
+    if gw.config.metrics_auth == MetricsAuth::AdminKey {
+        if let Some(denied) = check_admin(gw, headers) {
+            return denied;
+        }
+    }
     let mut sinks: Vec<(&str, &metrics::SinkStats)> = gw
         .sinks
         .values()
         .map(|s| (s.name.as_str(), &*s.stats))
         .collect();
     sinks.sort_by_key(|(n, _)| *n);
+    if let Some(bytes) = gw.broker.history_bytes() {
+        gw.node.history_bytes.set(bytes as i64);
+    }
     let mut text = metrics::render_prometheus(&gw.node, &gw.apps_sorted(), &sinks);
     metrics::render_edge(&mut text, &gw.edge.stats);
+    metrics::TASK_RESTARTS.render(&mut text);
 
     text_response(200, "text/plain; version=0.0.4", text)
 }
@@ -55,15 +66,21 @@ fn check_key(headers: &HeaderMap, key: &str) -> Option<Response> {
     None
 }
 
+/// The admin key's check (admin API, and `/metrics` behind it): None when
+/// allowed; with no admin key configured, every request is refused.
+fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Option<Response> {
+    let Some(key) = &gw.config.admin_key else {
+        return Some(json_error(403, "forbidden", "no admin key is configured"));
+    };
+    check_key(headers, key)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn admin_apps(gw: &Gateway, headers: &HeaderMap) -> Response {
-    let Some(key) = &gw.config.admin_key else {
-        return json_error(403, "forbidden", "no admin key is configured");
-    };
-    if let Some(denied) = check_key(headers, key) {
+    if let Some(denied) = check_admin(gw, headers) {
         return denied;
     }
     let apps: Map<String, Value> = gw

@@ -16,7 +16,11 @@ use crate::stream::topics::TopicPatterns;
 use crate::tls::CaFile;
 
 mod edge;
+mod history;
+mod metrics;
 pub use edge::{EdgeConfig, RawHttp};
+pub use history::{RawHistory, RawHistoryPrefix};
+pub use metrics::MetricsAuth;
 
 /// Keys of the config file. Every field is optional; defaults are in [`Config`].
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +35,11 @@ pub struct RawConfig {
     /// A file holding the admin key (trimmed). Not together with `admin_key`.
     pub admin_key_file: Option<std::path::PathBuf>,
     pub allow_anonymous_publish: Option<bool>,
+    /// Serve `GET /metrics` on this address (IP:PORT) instead of `listen`. Default: on `listen`.
+    pub metrics_listen: Option<String>,
+    /// `none` (default): /metrics is open to whoever reaches it; `admin_key`:
+    /// it needs `Authorization: Bearer <admin key>`.
+    pub metrics_auth: Option<MetricsAuth>,
     pub log: Option<String>,
     /// PEM CA certificates that `tls://` NATS and `rediss://` Redis must be
     /// signed by, instead of the system's roots. Default none.
@@ -50,6 +59,9 @@ pub struct RawConfig {
     /// Timeouts, caps, proxies and origins of the HTTP listener.
     #[serde(default)]
     pub http: RawHttp,
+    /// History bounds per topic (and per topic prefix) and per node.
+    #[serde(default)]
+    pub history: RawHistory,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +85,9 @@ pub struct RawSink {
     pub flush_interval_ms: Option<u64>,
     /// Records kept while the target is down; past it the oldest are dropped (counted). Default 100000.
     pub max_buffer: Option<usize>,
+    /// Bytes of records kept while the target is down (the batch being
+    /// written included); past it the oldest are dropped (counted). Default 16777216 (16 MiB).
+    pub max_buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +124,9 @@ pub struct RawLimits {
     /// Events of one connection waiting for or in a lambda call before its
     /// socket is no longer read. Default 256.
     pub max_lambda_jobs_per_connection: Option<usize>,
+    /// Lambda publishes one chain of messages may pass through (a lambda
+    /// publishing to a topic it follows); past it the publish is dropped. Default 8.
+    pub max_publish_hops: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +179,9 @@ pub enum OnFailure {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `/metrics` on its own listener (and not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_auth: MetricsAuth,
     pub broker: BrokerUrl,
     pub publish_key: Option<Secret>,
     pub admin_key: Option<Secret>,
@@ -173,7 +194,10 @@ pub struct Config {
     pub dev: bool,
     /// Publishing without a key from a client address that is not loopback.
     pub allow_anonymous_publish: bool,
+    /// Test only: serve the WebSocket echo endpoint `/v1/_echo` (loopback only).
+    pub ws_echo: bool,
     pub edge: EdgeConfig,
+    pub history: crate::broker::history::HistoryPolicy,
     /// Roots for a TLS broker; None: the system's.
     pub broker_ca: Option<CaFile>,
     /// Roots for https lambdas and sinks; None: the system's.
@@ -246,6 +270,7 @@ pub struct Limits {
     pub max_queued_send_bytes: usize,
     pub max_opens_per_second: u32,
     pub max_lambda_jobs_per_connection: usize,
+    pub max_publish_hops: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -332,12 +357,24 @@ impl Config {
             (args.admin_key.clone(), args.admin_key_file.as_deref()),
             (raw.admin_key, raw.admin_key_file.as_deref()),
         )?;
+        let (metrics_listen, metrics_auth) = metrics::listener(
+            args,
+            (raw.metrics_listen.as_deref(), raw.metrics_auth),
+            listen,
+            admin_key.is_some(),
+        )?;
         let anonymous =
             args.allow_anonymous_publish || raw.allow_anonymous_publish.unwrap_or(false);
         if publish_key.is_none() && !listen.ip().is_loopback() && !anonymous {
             bail!(
                 "listening on {listen} (not loopback) needs a publish key (--publish-key) \
                  or an explicit --allow-anonymous-publish"
+            );
+        }
+        if args.ws_echo && !listen.ip().is_loopback() {
+            bail!(
+                "--ws-echo is for tests only and needs a loopback listener, not {listen}: \
+                 the echo endpoint answers anyone who reaches it"
             );
         }
         let l = raw.limits;
@@ -386,6 +423,11 @@ impl Config {
                 256,
                 "limits.max_lambda_jobs_per_connection",
             )?,
+            max_publish_hops: positive(
+                args.max_publish_hops.or(l.max_publish_hops),
+                8,
+                "limits.max_publish_hops",
+            )?,
         };
         let apps: Vec<AppConfig> = raw
             .apps
@@ -399,6 +441,7 @@ impl Config {
             .map(|(name, sink)| sink_config(name, sink))
             .collect::<Result<_, _>>()?;
         let edge = EdgeConfig::from_parts(raw.http, &args.edge)?;
+        let history = history::policy(raw.history, &args.history)?;
         let ca = |flag: &Option<std::path::PathBuf>, file: Option<std::path::PathBuf>, key| {
             flag.clone()
                 .or(file)
@@ -408,11 +451,15 @@ impl Config {
         let broker_ca = ca(&args.broker_ca_file, raw.broker_ca_file, "broker_ca_file")?;
         let lambda_ca = ca(&args.lambda_ca_file, raw.lambda_ca_file, "lambda_ca_file")?;
         Ok(Self {
+            history,
+            metrics_listen,
+            metrics_auth,
             broker_ca,
             lambda_ca,
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,
+            ws_echo: args.ws_echo,
             edge,
 
             listen,
@@ -468,6 +515,7 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
             "sink flush_interval_ms",
         )?),
         max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
+        max_buffer_bytes: positive(raw.max_buffer_bytes, 16 << 20, "sink max_buffer_bytes")?,
     })
 }
 
@@ -499,7 +547,19 @@ fn key(
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), toml_error(&text, &e)))
+}
+
+/// Where and what, without the line itself: the line may hold a key.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    format!("line {line}, column {column}: {}", e.message())
 }
 
 fn positive<T: Default + PartialEq + Copy + std::fmt::Display>(
@@ -676,6 +736,29 @@ mod tests {
             (128, 1 << 20, 50)
         );
         assert_eq!(l.max_lambda_jobs_per_connection, 256);
+        assert_eq!(l.max_publish_hops, 8);
+        let hops = "[limits]\nmax_publish_hops = 0\n";
+        assert!(Config::from_parts(toml::from_str(hops).unwrap(), &args()).is_err());
+    }
+
+    #[test]
+    fn file_errors_name_the_place_but_not_the_line() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        for (text, at) in [
+            (
+                "listen = \"127.0.0.1:0\"\npublish_key = [\"s3cret\"]\n",
+                "line 2, column 15",
+            ),
+            ("admin_key = \"s3cret\" extra\n", "line 1, column 22"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", read_file(&path).unwrap_err());
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains(at), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -693,5 +776,25 @@ mod tests {
         assert!(Config::from_parts(RawConfig::default(), &a).is_err());
         a.apps = vec!["ok".into()];
         assert!(Config::from_parts(RawConfig::default(), &a).is_err());
+    }
+
+    #[test]
+    fn the_test_only_echo_endpoint_needs_a_loopback_listener() {
+        let mut a = args();
+        a.ws_echo = true;
+        assert!(
+            Config::from_parts(RawConfig::default(), &a)
+                .unwrap()
+                .ws_echo
+        );
+        a.listen = Some("0.0.0.0:8080".into());
+        a.allow_anonymous_publish = true;
+        let err = Config::from_parts(RawConfig::default(), &a).unwrap_err();
+        assert!(format!("{err:#}").contains("--ws-echo"), "{err:#}");
+        assert!(
+            !Config::from_parts(RawConfig::default(), &args())
+                .unwrap()
+                .ws_echo
+        );
     }
 }

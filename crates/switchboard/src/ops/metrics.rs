@@ -8,10 +8,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
 
+pub use crate::ops::supervise::TaskKind;
+
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
     pub fn inc(&self) {
         self.add(1);
     }
@@ -94,6 +99,7 @@ stats!(
         batches: Counter = "`batch` events sent to the lambda",
         sink_records: Counter = "Records appended to sinks by `buffer` actions",
         invalid_actions: Counter = "Lambda actions skipped as unknown or invalid",
+        publish_hops_exceeded: Counter = "Publish actions dropped: the message would pass limits.max_publish_hops (a publish loop)",
         drops_slow_consumer: Counter = "Topic messages dropped for a client that fell behind (drop_oldest)",
         slow_consumer_closes: Counter = "Streams closed because their client fell behind (close)",
         drops_lambda_failure: Counter = "Events dropped after a lambda failure",
@@ -113,6 +119,7 @@ stats!(
         publish_errors: Counter = "Publish API requests refused",
         bytes_out: Counter = "Bytes of frames and SSE chunks written to clients",
         reads_paused: Counter = "Times a WebSocket stopped being read: its queued send bytes or lambda events were at their bound",
+        history_bytes: Gauge = "Bytes of topic history the embedded broker holds over all topics, bounded by history.max_total_bytes (0 with a shared broker)",
     }
 );
 
@@ -159,6 +166,38 @@ pub fn render_edge(out: &mut String, edge: &EdgeStats) {
             None => {
                 let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\nswitchboard_{name} {v}");
             }
+        }
+    }
+}
+
+/// `switchboard_task_restarts{task=..}`: panics of the node's shared tasks,
+/// each followed by a restart (`ops::supervise`). Process-wide, because
+/// brokers and timers run below any one gateway; labels are the task kinds.
+pub struct TaskRestarts([Counter; TaskKind::ALL.len()]);
+
+pub static TASK_RESTARTS: TaskRestarts =
+    TaskRestarts([const { Counter::new() }; TaskKind::ALL.len()]);
+
+impl TaskRestarts {
+    pub fn inc(&self, kind: TaskKind) {
+        self.0[kind as usize].inc();
+    }
+
+    pub fn get(&self, kind: TaskKind) -> u64 {
+        self.0[kind as usize].get()
+    }
+
+    /// Renders the family, one row per task kind.
+    pub fn render(&self, out: &mut String) {
+        let family = "switchboard_task_restarts";
+        let _ = writeln!(out, "# HELP {family} Shared tasks (timer shards, dispatchers, sinks, brokers, sweepers) restarted after a panic, by task\n# TYPE {family} counter");
+        for kind in TaskKind::ALL {
+            let _ = writeln!(
+                out,
+                "{family}{{task=\"{}\"}} {}",
+                kind.as_str(),
+                self.get(kind)
+            );
         }
     }
 }

@@ -7,3 +7,4 @@ pub mod lambda_check;
 pub mod metrics;
 pub mod publish_cmd;
 pub mod secret;
+pub mod supervise;

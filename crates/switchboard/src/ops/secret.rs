@@ -44,17 +44,30 @@ impl fmt::Debug for Secret {
 
 /// The URL with its userinfo (user, password or token) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|s| s + 3) else {
-        return url.to_owned();
-    };
+    match userinfo(url) {
+        Some(info) => format!("{}***{}", &url[..info.start], &url[info.end - 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The URL without its userinfo: for a client that is given the
+/// credentials apart and would log the URL it connects to.
+pub fn strip_userinfo(url: &str) -> String {
+    match userinfo(url) {
+        Some(info) => format!("{}{}", &url[..info.start], &url[info.end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Where the userinfo of `url` is, its `@` included.
+fn userinfo(url: &str) -> Option<std::ops::Range<usize>> {
+    let scheme_end = url.find("://")? + 3;
     // Userinfo ends at the last `@` before the path.
     let authority_end = url[scheme_end..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| scheme_end + i);
-    match url[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end], &url[scheme_end + at..]),
-        None => url.to_owned(),
-    }
+    let at = url[scheme_end..authority_end].rfind('@')?;
+    Some(scheme_end..scheme_end + at + 1)
 }
 
 #[cfg(test)]
@@ -74,6 +87,7 @@ mod tests {
         ];
         for (url, want) in cases {
             assert_eq!(redact_url(url), want, "{url}");
+            assert_eq!(strip_userinfo(url), want.replace("***@", ""), "{url}");
         }
     }
 

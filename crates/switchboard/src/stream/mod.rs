@@ -26,6 +26,7 @@ use crate::dispatcher::{Job, LambdaOutcome, Reply};
 use crate::gateway::{App, Gateway};
 use crate::ops::config::OnFailure;
 use crate::router::Subscriber;
+use action::Cause;
 use outbox::{Inbound, Outbox};
 use subscription::{Subscription, Verdict};
 
@@ -633,6 +634,7 @@ impl Connection {
         };
         let policy = s.app.on_failure;
         let mut cursor = None;
+        let hop = msgs.iter().map(|m| m.hop).max().unwrap_or(0);
         for msg in msgs {
             let Some(i) = s.subs.iter().position(|sub| sub.topic == msg.topic) else {
                 continue;
@@ -647,7 +649,7 @@ impl Connection {
             }
         }
         match outcome {
-            Ok(result) => self.apply(slot, result, cursor, out).await,
+            Ok(result) => self.apply(slot, result, Cause { cursor, hop }, out).await,
             Err(_) if policy == OnFailure::Close => {
                 self.close_stream(slot, Ending::of(CloseReason::Error), out);
                 ControlFlow::Break(())
@@ -667,7 +669,7 @@ impl Connection {
             return ControlFlow::Break(());
         };
         match outcome {
-            Ok(result) => self.apply(slot, result, None, out).await,
+            Ok(result) => self.apply(slot, result, Cause::default(), out).await,
             Err(_) => {
                 s.app.stats.drops_lambda_failure.inc();
                 if s.app.on_failure == OnFailure::Close {
@@ -730,11 +732,19 @@ impl Connection {
             });
             return;
         }
-        if self.apply(slot, setup, None, out).await.is_break() {
+        if self
+            .apply(slot, setup, Cause::default(), out)
+            .await
+            .is_break()
+        {
             return;
         }
         self.mark_open(slot, out);
-        if self.apply(slot, after, None, out).await.is_break() {
+        if self
+            .apply(slot, after, Cause::default(), out)
+            .await
+            .is_break()
+        {
             return;
         }
         self.replay(slot, out).await;
@@ -746,12 +756,12 @@ impl Connection {
         &mut self,
         slot: u32,
         actions: EventResult,
-        cursor: Option<CursorText>,
+        cause: Cause,
         out: &mut Vec<Out>,
     ) -> std::ops::ControlFlow<()> {
         for a in actions {
             let flow = match a {
-                Ok(a) => action::apply(self, slot, a, cursor.as_ref(), out).await,
+                Ok(a) => action::apply(self, slot, a, &cause, out).await,
                 Err(e) => {
                     self.invalid_action(slot, &e.to_string());
                     std::ops::ControlFlow::Continue(())

@@ -100,10 +100,20 @@ pub struct Peer {
     _slot: ConnSlot,
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Clients, publishers and operators (`listen`).
+    Main,
+    /// `GET /metrics` only (`metrics_listen`), without a PROXY header or
+    /// TLS: for a scraper on a private address.
+    Metrics,
+}
+
 /// Accepts connections until `stop` is cancelled (the drain's first step);
 /// returning drops the listener. Nothing here waits for a client: the caps
 /// are counters, everything else runs in the connection's task.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationToken) {
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationToken, role: Role) {
     let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
@@ -114,7 +124,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationTo
                     // Over a cap: `tcp` is dropped, so closed at once (counted).
                     let Ok(slot) = gw.edge.admit(remote.ip()) else { continue };
                     let _ = tcp.set_nodelay(true);
-                    gw.tracker.spawn(serve_connection(gw.clone(), tcp, remote, slot));
+                    gw.tracker.spawn(serve_connection(gw.clone(), tcp, remote, slot, role));
                 }
                 Err(e) => {
                     // EMFILE and the like: the connection stays in the backlog
@@ -140,10 +150,11 @@ async fn serve_connection(
     mut tcp: TcpStream,
     remote: SocketAddr,
     mut slot: ConnSlot,
+    role: Role,
 ) {
     let edge = &gw.config.edge;
     let mut addr = remote;
-    if edge.proxy_protocol {
+    if edge.proxy_protocol && role == Role::Main {
         let header =
             tokio::time::timeout(edge.header_timeout, proxy_protocol::read_header(&mut tcp));
         match header.await {
@@ -163,7 +174,9 @@ async fn serve_connection(
     }
     // The handshake and the first head share `header_timeout`.
     let mut first_head = edge.header_timeout;
-    let socket = match &edge.tls {
+    // The metrics listener stays plain HTTP, for scrapers on the inside.
+    let tls = edge.tls.as_ref().filter(|_| role == Role::Main);
+    let socket = match tls {
         None => Socket::Plain(tcp),
         Some(server) => {
             let started = tokio::time::Instant::now();
@@ -200,7 +213,15 @@ async fn serve_connection(
         _slot: slot,
     });
     let svc_gw = gw.clone();
-    let svc = service_fn(move |req| route(svc_gw.clone(), req, peer.clone()));
+    let svc = service_fn(move |req| {
+        let (gw, peer) = (svc_gw.clone(), peer.clone());
+        async move {
+            match role {
+                Role::Main => route(gw, req, peer).await,
+                Role::Metrics => Ok(route_metrics(&gw, &req)),
+            }
+        }
+    });
     let conn = http1::Builder::new()
         .keep_alive(true)
         .timer(timer)
@@ -247,7 +268,9 @@ async fn route(
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => text_response(200, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => api::readyz(&gw),
-        (&Method::GET, "/metrics") => api::metrics(&gw),
+        // On its own listener: not here.
+        (_, "/metrics") if gw.config.metrics_listen.is_some() => not_found(),
+        (&Method::GET, "/metrics") => api::metrics(&gw, req.headers()),
         (&Method::GET, "/v1/admin/apps") => api::admin_apps(&gw, req.headers()),
         // The long handlers are boxed: hyper keeps one allocation the size
         // of this future per connection for the connection's life.
@@ -284,12 +307,26 @@ async fn route(
                 None => resp,
             }
         }
+        (&Method::GET, "/v1/_echo") if gw.config.ws_echo => echo_websocket(gw, req, peer),
         (_, "/healthz" | "/readyz" | "/metrics" | "/v1/admin/apps" | "/v1/publish" | "/v1/ws") => {
             json_error(405, "method_not_allowed", "method not allowed on this path")
         }
-        _ => json_error(404, "not_found", "no such endpoint"),
+        _ => not_found(),
     };
     Ok(resp)
+}
+
+/// The metrics listener's one endpoint.
+fn route_metrics(gw: &Gateway, req: &Request<Incoming>) -> Response {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => api::metrics(gw, req.headers()),
+        (_, "/metrics") => json_error(405, "method_not_allowed", "method not allowed on this path"),
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> Response {
+    json_error(404, "not_found", "no such endpoint")
 }
 
 /// Behind a trusted proxy the connection is not counted per address: each
@@ -341,11 +378,49 @@ fn websocket(
         return json_error(503, "draining", "gateway is draining");
     }
     let headers = header_map(&gw, req.headers());
-    let upgrade = hyper::upgrade::on(&mut req);
     let task_gw = gw.clone();
+    // The connection's places under the caps go with its socket.
+    let held = (peer, slot);
+    switch_protocols(&gw, &mut req, accept, move |tcp, leftover| async move {
+        let _held = held;
+        let conn = Connection::new(task_gw, Transport::Ws, headers, client.to_string());
+        super::ws::run(conn, tcp, leftover, shortcut).await;
+    })
+}
+
+/// `GET /v1/_echo` (test only, `serve --ws-echo`): a WebSocket that echoes
+/// every message through the gateway's own framing (`ws::echo`).
+fn echo_websocket(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: Arc<Peer>) -> Response {
+    let accept = match super::ws::handshake::accept(req.method(), req.headers()) {
+        Ok(a) => a,
+        Err(e) => return json_error(400, "bad_handshake", &e.to_string()),
+    };
+    let limits = super::ws::echo::EchoLimits {
+        max_message: gw.config.limits.max_frame_bytes,
+        write_timeout: gw.config.limits.write_timeout,
+    };
+    let shutdown = gw.shutdown.clone();
+    switch_protocols(&gw, &mut req, accept, move |tcp, leftover| async move {
+        let _held = peer;
+        super::ws::echo::run(tcp, leftover, limits, shutdown).await;
+    })
+}
+
+/// Answers `101 Switching Protocols`; once hyper hands over the socket,
+/// `serve` runs on it (with the bytes hyper had read past the head) as a
+/// task of the gateway's tracker, so the drain waits for it.
+fn switch_protocols<F, Fut>(
+    gw: &Arc<Gateway>,
+    req: &mut Request<Incoming>,
+    accept: String,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(Socket, Bytes) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let upgrade = hyper::upgrade::on(req);
     gw.tracker.spawn(async move {
-        // The connection's places under the caps go with its socket.
-        let _held = (peer, slot);
         let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -353,9 +428,7 @@ fn websocket(
         let Ok(parts) = upgraded.downcast::<TokioIo<Counted<Socket>>>() else {
             return tracing::warn!("websocket upgrade: unexpected IO type");
         };
-        let conn = Connection::new(task_gw, Transport::Ws, headers, client.to_string());
-        let socket = parts.io.into_inner().into_inner();
-        super::ws::run(conn, socket, parts.read_buf, shortcut).await;
+        serve(parts.io.into_inner().into_inner(), parts.read_buf).await;
     });
     hyper::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

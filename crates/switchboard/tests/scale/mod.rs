@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod harness;
+mod hops;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 
 use harness::*;
 pub use harness::{run, Kind};
+pub use hops::publish_loop_across_nodes_stops;
 
 /// The test binary of broker `$kind` (a [`Kind`]): one `#[test]` per
 /// scenario below, named as the scenario, each run on a fresh runtime.
@@ -31,6 +33,7 @@ macro_rules! broker_tests {
             node_cut_off_catches_up,
             node_killed_clients_resume,
             store_lost,
+            publish_loop_across_nodes_stops,
         );
     };
     ($kind:expr; $($scenario:ident),+ $(,)?) => {

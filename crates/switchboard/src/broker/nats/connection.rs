@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{message, subjects, unavailable, Follow, Session, Shared, CONFIRM_TIMEOUT, MIN_KEEP};
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
+use crate::ops::supervise::{supervise as supervised, Kept, TaskKind};
 use crate::tls::CaFile;
 
 /// Ping the server this often: a silent server is declared lost after two
@@ -26,18 +27,20 @@ use crate::tls::CaFile;
 const PING_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(super) use crate::ops::secret::redact_url as redact;
+use crate::ops::secret::strip_userinfo;
 
 pub(super) async fn connect(
     url: &str,
     ca: Option<&CaFile>,
     events_tx: mpsc::Sender<Event>,
 ) -> anyhow::Result<async_nats::Client> {
+    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
     let mut options = async_nats::ConnectOptions::new();
     if let Some(ca) = ca {
         // Used whenever TLS is (`tls://`, or a server that requires it).
         options = options.tls_client_config(crate::tls::client_config(Some(ca)).as_ref().clone());
     }
-    let client = options
+    let client = login(options, &urls)?
         .name("switchboard")
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -52,16 +55,46 @@ pub(super) async fn connect(
                 let _ = tx.try_send(event);
             }
         })
-        .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
+        // Logged by async-nats as it connects: no credentials in them.
+        .connect(urls.iter().map(|u| strip_userinfo(u)).collect::<Vec<_>>())
         .await
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", redact(url)))?;
     Ok(client)
 }
 
+/// async-nats does not log in with a server URL's userinfo: the first URL
+/// that has some gives it as options (`user:password@`, or `token@`).
+fn login(
+    options: async_nats::ConnectOptions,
+    urls: &[&str],
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    for url in urls {
+        let addr: async_nats::ServerAddr = url
+            .parse()
+            .map_err(|_| anyhow::anyhow!("broker {} is not a NATS URL", redact(url)))?;
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                return Ok(options.user_and_password(decode(user), decode(password)))
+            }
+            (Some(token), None) => return Ok(options.token(decode(token))),
+            _ => {}
+        }
+    }
+    Ok(options)
+}
+
 /// Tracks the connection: on every (re)connection ensures the stream, reads
 /// the epoch, and starts a new session (followers catch up); on a loss marks
 /// the node not ready at once.
-pub(super) async fn supervise(shared: Arc<Shared>, mut events_rx: mpsc::Receiver<Event>) {
+pub(super) async fn supervise(shared: Arc<Shared>, events: Kept<mpsc::Receiver<Event>>) {
+    let mut events_rx = events.hold().await;
+    // A restart after a panic ensures the stream again and starts a session.
+    shared.ready.store(false, Ordering::Release);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Log a lasting problem once, not on every tick.
@@ -170,13 +203,18 @@ fn epoch_of(info: &stream::Info) -> String {
     format!("n{:x}", info.created.unix_timestamp_nanos())
 }
 
+/// One stream holds every topic: it keeps the widest bounds of any topic
+/// (each topic's own are applied when its history is read) within
+/// `nats_max_bytes` overall, dropping the stream's oldest messages first.
 fn stream_config(shared: &Shared, first_sequence: u64) -> stream::Config {
+    let widest = shared.history.widest();
     stream::Config {
         name: subjects::STREAM.into(),
         description: Some("Switchboard topic history".into()),
         subjects: vec![format!("{}>", subjects::MSG_PREFIX)],
-        max_messages_per_subject: shared.history.max_messages as i64,
-        max_age: shared.history.max_age.max(MIN_KEEP),
+        max_messages_per_subject: widest.max_messages as i64,
+        max_bytes: i64::try_from(shared.history.nats_max_bytes).unwrap_or(i64::MAX),
+        max_age: widest.max_age.max(MIN_KEEP),
         discard: DiscardPolicy::Old,
         storage: StorageType::File,
         num_replicas: 1,
@@ -199,7 +237,18 @@ async fn ensure_stream(shared: &Shared) -> anyhow::Result<stream::Stream> {
     use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     match shared.js.get_stream(subjects::STREAM).await {
         Ok(s) => {
-            usable(&s.cached_info().config)?;
+            let config = &s.cached_info().config;
+            usable(config)?;
+            let wanted = stream_config(shared, 1).max_bytes;
+            if config.max_bytes != wanted {
+                // Not edited behind the operator's back: said, once per connection.
+                tracing::warn!(
+                    stream = subjects::STREAM,
+                    max_bytes = config.max_bytes,
+                    history_nats_max_bytes = wanted,
+                    "the NATS history stream exists with another max_bytes; it is kept"
+                );
+            }
             return Ok(s);
         }
         Err(e) => match e.kind() {
@@ -291,7 +340,16 @@ pub(super) async fn watch(shared: &Arc<Shared>, topic: Topic) -> Result<(), Brok
             old.stop.cancel();
         }
     }
-    tokio::spawn(follow(shared.clone(), topic, sub, base, stop));
+    let kept = Kept::new(Followed {
+        sub,
+        last: base,
+        store: None,
+    });
+    let run = {
+        let shared = shared.clone();
+        move || follow(shared.clone(), topic.clone(), kept.clone(), stop.clone())
+    };
+    tokio::spawn(supervised(TaskKind::BrokerFollower, run));
     if !ready {
         // Subscribed on reconnection; the follower then sends `gap`.
         return Err(unavailable("NATS is not connected"));
@@ -320,23 +378,33 @@ struct Follower {
     store: u64,
 }
 
-async fn follow(
-    shared: Arc<Shared>,
-    topic: Topic,
-    mut sub: Subscriber,
+/// What a follower keeps across restarts: its subscription and position.
+struct Followed {
+    sub: Subscriber,
     last: Option<u64>,
-    stop: CancellationToken,
-) {
+    /// None until the first run reads the session's store.
+    store: Option<u64>,
+}
+
+async fn follow(shared: Arc<Shared>, topic: Topic, kept: Kept<Followed>, stop: CancellationToken) {
+    let mut kept = kept.hold().await;
+    let Followed { sub, last, store } = &mut *kept;
     let mut session = shared.session.subscribe();
-    let store = session.borrow_and_update().store;
+    let now = session.borrow_and_update().store;
     let mut f = Follower {
         shared,
         topic,
-        last,
+        last: *last,
         session,
-        store,
+        store: *store.get_or_insert(now),
     };
+    if f.store != now {
+        // The store changed while this follower was down.
+        f.on_session().await;
+    }
     loop {
+        *last = f.last;
+        *store = Some(f.store);
         tokio::select! {
             biased;
             () = stop.cancelled() => break,

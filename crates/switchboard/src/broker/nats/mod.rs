@@ -21,8 +21,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
-use super::memory::HistoryLimits;
+use super::history::HistoryPolicy;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
 
 /// JetStream keeps a topic's messages at least this long, so that resuming
@@ -52,7 +53,7 @@ struct Shared {
     session: watch::Sender<Session>,
     /// This node's interest: one follower task per topic.
     topics: Mutex<HashMap<Topic, Follow>>,
-    history: HistoryLimits,
+    history: HistoryPolicy,
     dedup_window: Duration,
     shutdown: CancellationToken,
 }
@@ -72,7 +73,7 @@ impl NatsBroker {
         url: &str,
         ca: Option<&crate::tls::CaFile>,
         router: Arc<TopicRouter>,
-        history: HistoryLimits,
+        history: HistoryPolicy,
         dedup_window: Duration,
     ) -> anyhow::Result<Self> {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
@@ -90,9 +91,13 @@ impl NatsBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        let supervisor = connection::supervise(shared.clone(), events_rx);
+        let events = Kept::new(events_rx);
+        let run = {
+            let shared = shared.clone();
+            move || connection::supervise(shared.clone(), events.clone())
+        };
         let redacted = connection::redact(url);
-        Ok(epoch::start_supervised(Self { shared }, supervisor, "NATS", &redacted).await)
+        Ok(epoch::start_supervised(Self { shared }, run, "NATS", &redacted).await)
     }
 }
 
@@ -134,8 +139,8 @@ impl Shared {
         }
     }
 
-    /// Retained messages of `topic` after sequence `after`, within the history
-    /// window (count, bytes, age).
+    /// Retained messages of `topic` after sequence `after`, within the
+    /// topic's history bounds (count, bytes, age; per prefix).
     async fn history_after(&self, topic: &Topic, after: u64) -> Result<History, BrokerError> {
         tokio::time::timeout(CONFIRM_TIMEOUT, self.read_history(topic, after))
             .await
@@ -146,6 +151,7 @@ impl Shared {
         use jetstream::stream::DirectGetErrorKind::NotFound;
         let stream = self.stream()?;
         let subject = subjects::msg_subject(topic);
+        let limits = self.history.limits_for(topic.as_str());
         let last = self.last_seq(topic).await?;
         if after >= last {
             // Past the newest: not a position of this topic in this store
@@ -165,7 +171,7 @@ impl Shared {
         }
         let mut found = Vec::new();
         let mut next = after + 1;
-        while next <= last && found.len() <= self.history.max_messages {
+        while next <= last && found.len() <= limits.max_messages {
             let m = match stream
                 .direct_get_next_for_subject(subject.as_str(), Some(next))
                 .await
@@ -181,16 +187,13 @@ impl Shared {
         let now_ns = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let max_age_ns = self.history.max_age.as_nanos() as i128;
+        let max_age_ns = limits.max_age.as_nanos() as i128;
         let mut keep = 0;
         let mut bytes = 0;
         for m in found.iter().rev() {
             bytes += m.payload.len();
             let age = now_ns - m.time.unix_timestamp_nanos();
-            if keep >= self.history.max_messages
-                || bytes > self.history.max_bytes
-                || age > max_age_ns
-            {
+            if keep >= limits.max_messages || bytes > limits.max_bytes || age > max_age_ns {
                 break;
             }
             keep += 1;
@@ -236,13 +239,20 @@ fn message(
         .and_then(|h| h.get(subjects::DEDUP_HEADER))
         .and_then(|v| subjects::unhex(v.as_str()))
         .map(String::into_boxed_str);
-    Some(Arc::new(Message::new(
-        topic.clone(),
-        Arc::from(seq.to_string()),
-        data,
-        epoch.clone(),
-        dedup_key,
-    )))
+    let hop = headers
+        .and_then(|h| h.get(subjects::HOP_HEADER))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some(Arc::new(
+        Message::new(
+            topic.clone(),
+            Arc::from(seq.to_string()),
+            data,
+            epoch.clone(),
+            dedup_key,
+        )
+        .with_hop(hop),
+    ))
 }
 
 impl Broker for NatsBroker {
@@ -273,6 +283,9 @@ impl Broker for NatsBroker {
                         subjects::DEDUP_HEADER,
                         subjects::hex(key.as_bytes()).as_str(),
                     );
+                }
+                if p.hop > 0 {
+                    headers.insert(subjects::HOP_HEADER, p.hop.to_string().as_str());
                 }
                 let payload = Bytes::copy_from_slice(p.data.get().as_bytes());
                 let ack = self

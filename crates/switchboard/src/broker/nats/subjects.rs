@@ -14,6 +14,9 @@ pub const MSG_PREFIX: &str = "sb.msg.";
 pub const LIVE_PREFIX: &str = "sb.live.";
 /// The publisher's dedup key, hex, so that any bytes fit in a header.
 pub const DEDUP_HEADER: &str = "Sb-Dedup-Key";
+/// The message's publish hop ([`switchboard_protocol::publish::Publication::hop`]),
+/// decimal; absent means 0.
+pub const HOP_HEADER: &str = "Sb-Hop";
 
 /// One subject token for `topic`: `[A-Za-z0-9_-]` kept, every other byte as
 /// `=XX` (uppercase hex), `=` included, so the mapping is one-to-one.

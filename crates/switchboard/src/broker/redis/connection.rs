@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{keys, message, unavailable, Command, Shared, Watched, CONFIRM_TIMEOUT};
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
+use crate::ops::supervise::Kept;
 
 /// Both connections are pinged this often; one unanswered for
 /// [`PING_TIMEOUT`] ends the session, so "not ready" shows within about 1.5 s.
@@ -34,8 +35,10 @@ struct Session {
     messages: PubSubStream,
 }
 
-/// Runs sessions until the broker is dropped.
-pub(super) async fn supervise(shared: Arc<Shared>, mut commands_rx: mpsc::Receiver<Command>) {
+/// Runs sessions until the broker is dropped. Restarted after a panic, it
+/// opens a new session: interest re-declared, every topic caught up.
+pub(super) async fn supervise(shared: Arc<Shared>, commands: Kept<mpsc::Receiver<Command>>) {
+    let mut commands_rx = commands.hold().await;
     let mut attempt = 0u32;
     loop {
         let opened = tokio::select! {
@@ -297,7 +300,7 @@ fn on_live(shared: &Shared, m: &redis::Msg) {
         live.dedup_key,
         &epoch,
     ) {
-        deliver(shared, msg);
+        deliver(shared, Arc::new(msg.with_hop(live.hop)));
     }
 }
 

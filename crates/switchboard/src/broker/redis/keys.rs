@@ -14,7 +14,8 @@ pub const EPOCH_KEY: &str = "sb:epoch";
 pub const FLOOR_KEY: &str = "sb:floor";
 pub const CHANNEL_PREFIX: &str = "sb:live:";
 
-/// The topic's history: a Redis stream; entries hold `d` (data) and `k` (dedup key).
+/// The topic's history: a Redis stream; entries hold `d` (data), `k` (dedup
+/// key, if any) and `h` (publish hop, if not 0).
 pub fn log_key(topic: &Topic) -> String {
     format!("sb:{{{}}}:log", topic.as_str())
 }
@@ -55,7 +56,8 @@ pub const EPOCH_MISMATCH: &str = "SBEPOCH";
 
 /// Publishes one message atomically: epoch check, dedup check, XADD, trim to
 /// the history bounds (count, bytes, age; the newest always stays), remember
-/// `last` and `cut`, and PUBLISH `id klen key data` to the topic's channel.
+/// `last` and `cut`, and PUBLISH `id klen[/hop] key data` to the topic's
+/// channel (`/hop` only when the hop is not 0).
 /// Scripts run one at a time, so ids reach every subscriber in id order.
 ///
 /// A new log's first id is explicit: no earlier than the epoch's floor and
@@ -63,7 +65,7 @@ pub const EPOCH_MISMATCH: &str = "SBEPOCH";
 ///
 /// KEYS: log, meta, epoch, floor[, dedup]. ARGV: data, dedup key or "",
 /// channel, max messages, max bytes, max age ms, dedup window ms, meta ttl
-/// ms, the caller's epoch.
+/// ms, the caller's epoch, the message's hop.
 pub const PUBLISH_SCRIPT: &str = r#"
 local log, meta = KEYS[1], KEYS[2]
 local data, key, channel = ARGV[1], ARGV[2], ARGV[3]
@@ -86,12 +88,19 @@ if redis.call('EXISTS', log) == 0 then
   if prev_ms and prev_ms >= ms then ms = prev_ms + 1 end
   xid = string.format('%d-0', ms)
 end
-local id
+local hop = ARGV[10]
+local fields = {'d', data}
 if key ~= '' then
-  id = redis.call('XADD', log, xid, 'd', data, 'k', key)
-else
-  id = redis.call('XADD', log, xid, 'd', data)
+  table.insert(fields, 'k')
+  table.insert(fields, key)
 end
+local klen = tostring(#key)
+if hop ~= '0' then
+  table.insert(fields, 'h')
+  table.insert(fields, hop)
+  klen = klen .. '/' .. hop
+end
+local id = redis.call('XADD', log, xid, unpack(fields))
 local len = redis.call('XLEN', log)
 local bytes
 if len == 1 then
@@ -120,7 +129,7 @@ redis.call('HSET', meta, 'last', id, 'bytes', bytes)
 redis.call('PEXPIRE', log, max_age)
 redis.call('PEXPIRE', meta, ARGV[8])
 if KEYS[5] then redis.call('SET', KEYS[5], id, 'PX', ARGV[7]) end
-redis.call('PUBLISH', channel, id .. ' ' .. #key .. ' ' .. key .. data)
+redis.call('PUBLISH', channel, id .. ' ' .. klen .. ' ' .. key .. data)
 return id
 "#;
 
@@ -130,13 +139,18 @@ pub struct Live<'a> {
     pub id: &'a str,
     pub dedup_key: Option<&'a str>,
     pub data: &'a str,
+    pub hop: u8,
 }
 
-/// Reads `id klen key data`; None if the payload has another shape.
+/// Reads `id klen[/hop] key data`; None if the payload has another shape.
 pub fn parse_live(payload: &[u8]) -> Option<Live<'_>> {
     let text = std::str::from_utf8(payload).ok()?;
     let (id, rest) = text.split_once(' ')?;
     let (klen, rest) = rest.split_once(' ')?;
+    let (klen, hop) = match klen.split_once('/') {
+        Some((k, h)) => (k, h.parse().ok()?),
+        None => (klen, 0),
+    };
     let klen: usize = klen.parse().ok()?;
     let key = rest.get(..klen)?;
     let data = rest.get(klen..)?;
@@ -144,6 +158,7 @@ pub fn parse_live(payload: &[u8]) -> Option<Live<'_>> {
         id,
         dedup_key: (klen > 0).then_some(key),
         data,
+        hop,
     })
 }
 
@@ -182,9 +197,15 @@ mod tests {
             Some(Live {
                 id: "1700-0",
                 dedup_key: None,
-                data: "{\"a\":1}"
+                data: "{\"a\":1}",
+                hop: 0,
             })
         );
+        assert_eq!(
+            parse_live(b"1700-3 3/7 k 1[1]").map(|l| (l.dedup_key, l.data, l.hop)),
+            Some((Some("k 1"), "[1]", 7))
+        );
+        assert_eq!(parse_live(b"1700-3 0/300 [1]"), None, "a hop is a u8");
         assert_eq!(
             parse_live(b"1700-3 3 k 1[1]").map(|l| (l.dedup_key, l.data)),
             Some((Some("k 1"), "[1]"))

@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::epoch::{self, unavailable, EpochCell, CONFIRM_TIMEOUT};
-use super::memory::HistoryLimits;
+use super::history::HistoryPolicy;
 use super::{BoxFuture, Broker, BrokerError, History, Message};
+use crate::ops::supervise::Kept;
 use crate::router::TopicRouter;
 
 /// How long a topic's `last`/`cut` outlive its last message: resuming on a
@@ -46,7 +47,7 @@ struct Shared {
     state: Mutex<State>,
     commands_tx: mpsc::Sender<Command>,
     script: redis::Script,
-    history: HistoryLimits,
+    history: HistoryPolicy,
     dedup_window: Duration,
     shutdown: CancellationToken,
 }
@@ -91,7 +92,7 @@ impl RedisBroker {
         url: &str,
         ca: Option<&crate::tls::CaFile>,
         router: Arc<TopicRouter>,
-        history: HistoryLimits,
+        history: HistoryPolicy,
         dedup_window: Duration,
     ) -> anyhow::Result<Self> {
         let client = match ca {
@@ -120,9 +121,13 @@ impl RedisBroker {
             dedup_window,
             shutdown: CancellationToken::new(),
         });
-        let supervisor = connection::supervise(shared.clone(), commands_rx);
+        let commands = Kept::new(commands_rx);
+        let run = {
+            let shared = shared.clone();
+            move || connection::supervise(shared.clone(), commands.clone())
+        };
         let redacted = connection::redact(url);
-        Ok(epoch::start_supervised(Self { shared }, supervisor, "Redis", &redacted).await)
+        Ok(epoch::start_supervised(Self { shared }, run, "Redis", &redacted).await)
     }
 }
 
@@ -172,7 +177,7 @@ impl Shared {
             .arg(keys::exclusive_start(after))
             .arg("+")
             .arg("COUNT")
-            .arg(self.history.max_messages)
+            .arg(self.history.limits_for(topic.as_str()).max_messages)
             .query_async(conn)
             .await
             .map_err(unavailable)?;
@@ -207,6 +212,7 @@ impl Shared {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for p in messages {
+            let limits = self.history.limits_for(p.topic.as_str());
             let dedup = p.dedup_key.as_deref().map(|k| keys::dedup_key(&p.topic, k));
             let cmd = pipe
                 .cmd("EVALSHA")
@@ -222,12 +228,13 @@ impl Shared {
             cmd.arg(p.data.get())
                 .arg(p.dedup_key.as_deref().unwrap_or(""))
                 .arg(keys::channel(&p.topic))
-                .arg(self.history.max_messages)
-                .arg(self.history.max_bytes)
-                .arg(self.history.max_age.as_millis() as u64)
+                .arg(limits.max_messages)
+                .arg(limits.max_bytes)
+                .arg(limits.max_age.as_millis() as u64)
                 .arg(self.dedup_window.as_millis().max(1) as u64)
                 .arg(META_TTL.as_millis() as u64)
-                .arg(epoch);
+                .arg(epoch)
+                .arg(u32::from(p.hop));
         }
         pipe.query_async(conn).await
     }
@@ -250,17 +257,24 @@ fn entry(topic: &Topic, e: &Value, epoch: &Arc<str>) -> Option<Arc<Message>> {
     };
     let mut data = None;
     let mut key = None;
+    let mut hop = 0;
     for pair in fields.chunks(2) {
         if let [Value::BulkString(f), Value::BulkString(v)] = pair {
             match f.as_slice() {
                 b"d" => data = String::from_utf8(v.clone()).ok(),
                 b"k" => key = String::from_utf8(v.clone()).ok(),
+                b"h" => {
+                    hop = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|h| h.parse().ok())
+                        .unwrap_or(0)
+                }
                 _ => {}
             }
         }
     }
     let id = std::str::from_utf8(id).ok()?;
-    message(topic, id, data?, key.as_deref(), epoch)
+    message(topic, id, data?, key.as_deref(), epoch).map(|m| Arc::new(m.with_hop(hop)))
 }
 
 fn message(
@@ -269,18 +283,18 @@ fn message(
     data: String,
     dedup_key: Option<&str>,
     epoch: &Arc<str>,
-) -> Option<Arc<Message>> {
+) -> Option<Message> {
     let Ok(data) = RawValue::from_string(data) else {
         tracing::warn!(topic = %topic, id, "skipping a message that is not JSON");
         return None;
     };
-    Some(Arc::new(Message::new(
+    Some(Message::new(
         topic.clone(),
         Arc::from(id),
         data,
         epoch.clone(),
         dedup_key.map(Into::into),
-    )))
+    ))
 }
 
 impl Broker for RedisBroker {

@@ -15,12 +15,20 @@ use switchboard_protocol::lambda::Action;
 
 use super::{Connection, CursorText, Out};
 
+/// What the answered event came from: pushes carry its cursor, publishes
+/// its hop (the most of its messages'; 0 for events without messages).
+#[derive(Default)]
+pub(super) struct Cause {
+    pub cursor: Option<CursorText>,
+    pub hop: u8,
+}
+
 /// Applies `action` to the stream in `slot`. Break: the stream is closed.
 pub(super) async fn apply(
     conn: &mut Connection,
     slot: u32,
     action: Action,
-    cursor: Option<&CursorText>,
+    cause: &Cause,
     out: &mut Vec<Out>,
 ) -> ControlFlow<()> {
     match action {
@@ -32,12 +40,14 @@ pub(super) async fn apply(
             batch,
         } => subscribe::subscribe(conn, slot, topic, deliver, rate_limit, dedup, batch).await,
         Action::Unsubscribe { topic } => subscribe::unsubscribe(conn, slot, &topic),
-        Action::Push { data, event } => push::apply(conn, slot, data, event, cursor, out),
+        Action::Push { data, event } => {
+            push::apply(conn, slot, data, event, cause.cursor.as_ref(), out)
+        }
         Action::Publish {
             topic,
             data,
             dedup_key,
-        } => publish::apply(conn, slot, topic, data, dedup_key).await,
+        } => publish::apply(conn, slot, topic, data, dedup_key, cause.hop).await,
         Action::SetState { state } => set_state::apply(conn, slot, state),
         Action::Close { code, reason } => return close::apply(conn, slot, code, reason, out),
         Action::Accept {} | Action::Reject { .. } => {

@@ -4,6 +4,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::utf8::Utf8Stream;
+
 /// Longest server frame header: two bytes plus a 64-bit length (servers never mask).
 pub const MAX_HEADER: usize = 10;
 
@@ -84,6 +86,15 @@ impl WsError {
             Self::BadUtf8 => 1007,
         }
     }
+
+    /// The close frame's reason: what was wrong, in a few words.
+    pub fn close_reason(&self) -> &'static str {
+        match self {
+            Self::Protocol(what) => what,
+            Self::TooBig => "message over the size limit",
+            Self::BadUtf8 => "text is not valid UTF-8",
+        }
+    }
 }
 
 /// A data message whose first frames arrived but not its FIN frame.
@@ -108,6 +119,11 @@ struct Header {
 pub struct FrameDecoder {
     max_message: usize,
     partial: Option<Partial>,
+    /// Payload bytes of the incomplete frame at the front of the caller's buffer already
+    /// unmasked in place (and, in a text message, validated).
+    unmasked: usize,
+    /// The text message being received, validated as its bytes arrive.
+    utf8: Utf8Stream,
 }
 
 impl FrameDecoder {
@@ -116,6 +132,8 @@ impl FrameDecoder {
         Self {
             max_message,
             partial: None,
+            unmasked: 0,
+            utf8: Utf8Stream::default(),
         }
     }
 
@@ -133,6 +151,8 @@ impl FrameDecoder {
         let result = self.decode_frames(buf);
         if result.is_err() {
             self.partial = None;
+            self.unmasked = 0;
+            self.utf8 = Utf8Stream::default();
         }
         result
     }
@@ -147,11 +167,16 @@ impl FrameDecoder {
                 .checked_add(header.payload_len)
                 .ok_or(WsError::TooBig)?;
             if buf.len() < frame_len {
+                // Text is checked on what has arrived, so a bad byte fails at once.
+                if let Some(arrived) = buf.get_mut(header.header_len..) {
+                    self.unmask_arrived(&header, arrived)?;
+                }
                 return Ok(None);
             }
             buf.advance(header.header_len);
             let mut payload = buf.split_to(header.payload_len);
-            unmask(&mut payload, header.mask);
+            self.unmask_arrived(&header, &mut payload)?;
+            self.unmasked = 0;
 
             match header.opcode {
                 Opcode::Ping => return Ok(Some(WsMessage::Ping(payload.freeze()))),
@@ -161,7 +186,7 @@ impl FrameDecoder {
                 }
                 opcode @ (Opcode::Text | Opcode::Binary) => {
                     if header.fin {
-                        return finish(opcode, payload).map(Some);
+                        return self.finish(opcode, payload).map(Some);
                     }
                     self.partial = Some(Partial {
                         opcode,
@@ -178,11 +203,47 @@ impl FrameDecoder {
                     partial.data.extend_from_slice(&payload);
                     if header.fin {
                         if let Some(partial) = self.partial.take() {
-                            return finish(partial.opcode, partial.data).map(Some);
+                            return self.finish(partial.opcode, partial.data).map(Some);
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// Unmasks the payload bytes of the frame `header` starts that arrived since the last
+    /// call (`payload` is what has arrived of it), and validates them if they are text.
+    fn unmask_arrived(&mut self, header: &Header, payload: &mut [u8]) -> Result<(), WsError> {
+        let Some(fresh) = payload.get_mut(self.unmasked..) else {
+            return Ok(());
+        };
+        let mut mask = header.mask;
+        mask.rotate_left(self.unmasked % 4);
+        unmask(fresh, mask);
+        self.unmasked += fresh.len();
+        let text = match header.opcode {
+            Opcode::Text => true,
+            Opcode::Continuation => self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.opcode == Opcode::Text),
+            _ => false,
+        };
+        if text {
+            self.utf8.feed(fresh).map_err(|_| WsError::BadUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// The whole message; a text message's last code point must be complete.
+    fn finish(&mut self, opcode: Opcode, data: BytesMut) -> Result<WsMessage, WsError> {
+        let data = data.freeze();
+        if opcode == Opcode::Text {
+            // Every byte was validated as it arrived (`unmask_arrived`).
+            self.utf8.finish().map_err(|_| WsError::BadUtf8)?;
+            Ok(WsMessage::Text(data))
+        } else {
+            Ok(WsMessage::Binary(data))
         }
     }
 
@@ -286,17 +347,6 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
     // Whole chunks are a multiple of four bytes, so the tail starts at mask phase zero.
     for (byte, m) in chunks.into_remainder().iter_mut().zip(mask8) {
         *byte ^= m;
-    }
-}
-
-fn finish(opcode: Opcode, data: BytesMut) -> Result<WsMessage, WsError> {
-    let data = data.freeze();
-    if opcode == Opcode::Text {
-        // Checked on the assembled message: a code point may be split across fragments.
-        std::str::from_utf8(&data).map_err(|_| WsError::BadUtf8)?;
-        Ok(WsMessage::Text(data))
-    } else {
-        Ok(WsMessage::Binary(data))
     }
 }
 

@@ -120,3 +120,13 @@ pub(super) fn control(payload: &[u8], segs: &mut Vec<Bytes>) -> usize {
     segs.push(Bytes::from(frame));
     len
 }
+
+/// Appends one server frame of any opcode (header, then `payload` as it is) to `segs`.
+pub(super) fn push_frame(opcode: Opcode, payload: Bytes, segs: &mut Vec<Bytes>) {
+    let mut header = [0u8; MAX_HEADER];
+    let n = write_header(opcode, payload.len(), &mut header);
+    segs.push(Bytes::copy_from_slice(&header[..n]));
+    if !payload.is_empty() {
+        segs.push(payload);
+    }
+}

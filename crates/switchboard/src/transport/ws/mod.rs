@@ -4,11 +4,13 @@
 //! shared body), sends keepalive pings and closes on drain.
 
 pub mod codec;
+pub mod echo;
 mod encode;
 pub mod handshake;
 mod read;
 #[cfg(test)]
 mod tests;
+mod utf8;
 
 use std::io::IoSlice;
 use std::task::{Context, Poll};
@@ -17,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use serde_json::{Map, Value};
 use switchboard_protocol::client::ServerFrame;
 use switchboard_protocol::{AppName, CloseReason, StreamName};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::stream::outbox::Outbox;
@@ -30,6 +32,8 @@ const MAX_BAD_FRAMES: u32 = 10;
 const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
 /// Bytes read per read call.
 const READ_CHUNK: usize = 4096;
+/// How long a connection that sent its close frame is still read (see [`send_close`]).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The `GET /v1/ws?app=..` shortcut: stream "0" opened at once.
 pub struct Shortcut {
@@ -173,9 +177,7 @@ pub fn run(
                     let cursors = conn.cursors();
                     out_ping(&cursors, &mut segs);
                     // A protocol-level ping too: every WebSocket client answers it with a pong.
-                    let mut header = [0u8; codec::MAX_HEADER];
-                    let n = codec::write_header(Opcode::Ping, 0, &mut header);
-                    segs.push(Bytes::copy_from_slice(&header[..n]));
+                    encode::push_frame(Opcode::Ping, Bytes::new(), &mut segs);
                     if let Err(reason) = send(&mut tcp, &mut segs, write_timeout, &outbox).await {
                         end = reason;
                         break;
@@ -288,13 +290,20 @@ fn out_ping(cursors: &Map<String, Value>, segs: &mut Vec<Bytes>) {
     encode::control(&ServerFrame::Ping { cursors }.to_vec(), segs);
 }
 
+/// Sends a close frame and ends the connection: shuts down the sending side
+/// (the server closes the TCP connection first, RFC 6455 §7.1.1), then reads
+/// and drops what the client still sends (its own close frame) for up to
+/// [`LINGER`]. Dropping a socket with unread bytes would send a reset, which
+/// can destroy the close frame before the client has read it.
 async fn send_close(tcp: &mut Socket, code: u16, reason: &str) {
-    let payload = codec::close_payload(code, reason);
-    let mut header = [0u8; codec::MAX_HEADER];
-    let n = codec::write_header(Opcode::Close, payload.len(), &mut header);
-    let mut segs = vec![Bytes::copy_from_slice(&header[..n]), Bytes::from(payload)];
+    let mut segs = Vec::new();
+    let payload = Bytes::from(codec::close_payload(code, reason));
+    encode::push_frame(Opcode::Close, payload, &mut segs);
     let _ = write_all(tcp, &mut segs, Duration::from_secs(1)).await;
     let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 512];
+    let drain = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Writes every segment, vectored, giving up on a peer that stops reading.

@@ -9,7 +9,8 @@ use bytes::{Bytes, BytesMut};
 use switchboard_protocol::client::{ClientFrame, ErrorCode};
 use switchboard_protocol::CloseReason;
 
-use super::codec::{self, FrameDecoder, Opcode, WsMessage};
+use super::codec::{FrameDecoder, Opcode, WsMessage};
+use super::encode;
 use super::BadFrames;
 use crate::stream::{Connection, Out};
 
@@ -31,6 +32,36 @@ impl Read {
     }
 }
 
+/// What the framing gives an endpoint, once pings and pongs are dealt with.
+pub(super) enum Incoming {
+    Text(Bytes),
+    Binary(Bytes),
+    /// The connection ends: send a close frame with this code and reason, then drop it.
+    Close(u16, &'static str),
+}
+
+/// The next data message in `rbuf`, or `None` until more bytes arrive. Pings are answered
+/// (pongs into `segs`), pongs ignored; the client's close, and any framing error, end the
+/// connection with the code RFC 6455 gives them. Every endpoint reads through this, so the
+/// Autobahn echo endpoint (`super::echo`) checks exactly what `/v1/ws` does.
+pub(super) fn next_message(
+    decoder: &mut FrameDecoder,
+    rbuf: &mut BytesMut,
+    segs: &mut Vec<Bytes>,
+) -> Option<Incoming> {
+    loop {
+        match decoder.decode(rbuf) {
+            Ok(None) => return None,
+            Ok(Some(WsMessage::Text(text))) => return Some(Incoming::Text(text)),
+            Ok(Some(WsMessage::Binary(data))) => return Some(Incoming::Binary(data)),
+            Ok(Some(WsMessage::Ping(payload))) => encode::push_frame(Opcode::Pong, payload, segs),
+            Ok(Some(WsMessage::Pong(_))) => {}
+            Ok(Some(WsMessage::Close(_))) => return Some(Incoming::Close(1000, "")),
+            Err(e) => return Some(Incoming::Close(e.close_code(), e.close_reason())),
+        }
+    }
+}
+
 /// Handles the whole frames in `rbuf`: client frames go to `conn` (their
 /// answers to `out`), pongs to `segs`.
 pub(super) async fn decode_frames(
@@ -48,9 +79,9 @@ pub(super) async fn decode_frames(
                 backlog: !rbuf.is_empty(),
             };
         }
-        match decoder.decode(rbuf) {
-            Ok(None) => return Read::default(),
-            Ok(Some(WsMessage::Text(text))) => match ClientFrame::parse(&text) {
+        match next_message(decoder, rbuf, segs) {
+            None => return Read::default(),
+            Some(Incoming::Text(text)) => match ClientFrame::parse(&text) {
                 // Boxed: an idle connection's task stays small.
                 Ok(frame) => Box::pin(conn.on_frame(frame, out)).await,
                 Err(e) => {
@@ -65,7 +96,7 @@ pub(super) async fn decode_frames(
                     }
                 }
             },
-            Ok(Some(WsMessage::Binary(_))) => {
+            Some(Incoming::Binary(_)) => {
                 conn.gateway().node.bad_frames.inc();
                 out.push(Out::Error {
                     stream: None,
@@ -76,18 +107,10 @@ pub(super) async fn decode_frames(
                     return Read::closed(1008, "too many bad frames");
                 }
             }
-            Ok(Some(WsMessage::Ping(payload))) => {
-                let mut header = [0u8; codec::MAX_HEADER];
-                let n = codec::write_header(Opcode::Pong, payload.len(), &mut header);
-                segs.push(Bytes::copy_from_slice(&header[..n]));
-                segs.push(payload);
-            }
-            Ok(Some(WsMessage::Pong(_))) => {}
-            Ok(Some(WsMessage::Close(_))) => {
+            Some(Incoming::Close(code, reason)) => {
                 conn.close_all(CloseReason::Client, &mut Vec::new());
-                return Read::closed(1000, "");
+                return Read::closed(code, reason);
             }
-            Err(e) => return Read::closed(e.close_code(), "protocol error"),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Tests for the WebSocket codec and handshake: fixed RFC vectors, property tests, and one
-//! round trip against a real tokio-tungstenite client.
+//! Tests for the WebSocket codec and handshake: fixed RFC vectors and property tests
+//! (`echo/tests.rs` runs the codec against a real tokio-tungstenite client).
 
 use super::codec::{
     close_payload, write_header, FrameDecoder, Opcode, WsError, WsMessage, MAX_HEADER,
@@ -52,8 +52,20 @@ fn decode_all(max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
     Ok(out)
 }
 
-/// Feeds `bytes` in reads of the given sizes (cycled), decoding after each read.
+/// Feeds `bytes` in reads of the given sizes (cycled), decoding after each read; every
+/// byte must be used.
 fn decode_in_reads(max: usize, bytes: &[u8], reads: &[usize]) -> Result<Vec<WsMessage>, WsError> {
+    let (out, error, left) = feed(max, bytes, reads);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    assert_eq!(left, 0, "bytes left undecoded");
+    Ok(out)
+}
+
+/// Feeds `bytes` in reads of the given sizes (cycled): the messages, then the error if
+/// any, and how many bytes were left in the buffer (a frame not yet whole is no error).
+fn feed(max: usize, bytes: &[u8], reads: &[usize]) -> (Vec<WsMessage>, Option<WsError>, usize) {
     let mut decoder = FrameDecoder::new(max);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -62,15 +74,18 @@ fn decode_in_reads(max: usize, bytes: &[u8], reads: &[usize]) -> Result<Vec<WsMe
         let (now, later) = rest.split_at(read.min(rest.len()));
         buf.extend_from_slice(now);
         rest = later;
-        while let Some(message) = decoder.decode(&mut buf)? {
-            out.push(message);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(message)) => out.push(message),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e), buf.len()),
+            }
         }
         if rest.is_empty() {
             break;
         }
     }
-    assert!(buf.is_empty(), "{} bytes left undecoded", buf.len());
-    Ok(out)
+    (out, None, buf.len())
 }
 
 fn decode_one(bytes: &[u8]) -> Result<Option<WsMessage>, WsError> {
@@ -215,6 +230,62 @@ fn bad_utf8_is_rejected() {
     let mut bytes = first(Opcode::Text, b"ok");
     bytes.extend(more(true, &"é".as_bytes()[..1]));
     assert_eq!(decode_all(64, &bytes), Err(WsError::BadUtf8));
+}
+
+#[test]
+fn bad_utf8_fails_at_its_fragment_not_at_the_message_end() {
+    // Autobahn 6.4.1: a valid first fragment, then one no later byte can repair
+    // (0xF4 0x90 is past U+10FFFF); the last fragment is never sent.
+    let mut bytes = first(Opcode::Text, "κόσμε".as_bytes());
+    bytes.extend(more(false, b"\xf4\x90\x80\x80"));
+    assert_eq!(decode_all(1 << 16, &bytes), Err(WsError::BadUtf8));
+}
+
+#[test]
+fn bad_utf8_fails_before_its_frame_is_whole() {
+    // Autobahn 6.4.3: the same text in one frame that arrives in pieces.
+    let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited";
+    let whole = frame(Opcode::Text, payload);
+    let header = whole.len() - payload.len();
+    let mut decoder = FrameDecoder::new(1 << 16);
+    // Up to the lead byte 0xF4 the text is valid as far as it goes.
+    let mut buf = BytesMut::from(&whole[..header + 12]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    buf.extend_from_slice(&whole[header + 12..header + 13]);
+    assert_eq!(decoder.decode(&mut buf), Err(WsError::BadUtf8));
+    // Binary is not looked into.
+    let binary = frame(Opcode::Binary, payload);
+    let mut buf = BytesMut::from(&binary[..header + 13]);
+    assert_eq!(FrameDecoder::new(1 << 16).decode(&mut buf), Ok(None));
+}
+
+#[test]
+fn a_frame_read_in_pieces_is_unmasked_once_at_every_mask_phase() {
+    let text_bytes = "a☃😀 héllo".as_bytes();
+    let whole = client_frame(Opcode::Text, true, text_bytes, [0x9A, 0x8B, 0x7C, 0x6D]);
+    let expected = Ok(vec![WsMessage::Text(Bytes::copy_from_slice(text_bytes))]);
+    for read in 1..=8 {
+        assert_eq!(
+            decode_in_reads(64, &whole, &[read]),
+            expected,
+            "reads of {read}"
+        );
+    }
+    // The next frame starts afresh after a frame finished in pieces.
+    let mut two = whole.clone();
+    two.extend(frame(Opcode::Binary, b"\xff\xfe"));
+    let got = decode_in_reads(64, &two, &[3, 5]).unwrap();
+    assert_eq!(got[1], WsMessage::Binary(Bytes::from_static(b"\xff\xfe")));
+}
+
+#[test]
+fn errors_name_what_was_wrong() {
+    assert_eq!(
+        WsError::Protocol("reserved bits set").close_reason(),
+        "reserved bits set"
+    );
+    assert_eq!(WsError::BadUtf8.close_code(), 1007);
+    assert!(WsError::TooBig.close_reason().len() <= 123);
 }
 
 #[test]
@@ -370,145 +441,23 @@ proptest! {
     }
 
     /// Random bytes rarely get past the first header checks, so also corrupt valid streams.
+    /// Read in pieces they give what they give at once (the fuzz target's invariant): a
+    /// frame checked as it arrives fails with the error it fails with whole.
     #[test]
-    fn corrupted_frames_never_panic(
+    fn corrupted_frames_never_panic_and_decode_alike_in_any_reads(
         plan in prop::collection::vec(planned(), 1..4),
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         max in 0..2000usize,
+        reads in prop::collection::vec(1..64usize, 1..4),
     ) {
         let (mut bytes, _) = encode(&plan);
         for (at, xor) in flips {
             let at = at.index(bytes.len());
             bytes[at] ^= xor;
         }
-        let mut decoder = FrameDecoder::new(max);
-        drain(&mut decoder, &mut BytesMut::from(&bytes[..]));
-    }
-}
-
-/// A real client against a minimal server built from `accept_key`, `FrameDecoder` and
-/// `write_header`, to catch anything the hand-made frames above share with the codec.
-#[tokio::test]
-async fn echoes_to_a_real_client() {
-    use futures_util::{SinkExt as _, StreamExt as _};
-    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
-    use tokio_tungstenite::tungstenite::Message;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(echo_server(listener, 1 << 20));
-
-    let client = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
-            .await
-            .unwrap();
-        let big = "x".repeat(100 * 1024);
-        for message in ["hello", "héllo ☃", "", &big] {
-            ws.send(Message::text(message)).await.unwrap();
-            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(message));
-        }
-        ws.send(Message::Binary(vec![0, 255, 1])).await.unwrap();
-        assert_eq!(
-            ws.next().await.unwrap().unwrap(),
-            Message::Binary(vec![0, 255, 1])
-        );
-        ws.send(Message::Ping(b"hi".to_vec())).await.unwrap();
-        assert_eq!(
-            ws.next().await.unwrap().unwrap(),
-            Message::Pong(b"hi".to_vec())
-        );
-
-        ws.close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "bye".into(),
-        }))
-        .await
-        .unwrap();
-        match ws.next().await {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(frame.code, CloseCode::Normal);
-                assert_eq!(frame.reason, "bye");
-            }
-            other => panic!("expected the server's close, got {other:?}"),
-        }
-        assert!(ws.next().await.is_none());
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), client)
-        .await
-        .expect("client timed out");
-    let client_close = server.await.unwrap();
-    assert_eq!(client_close, Some((1000, "bye".to_owned())));
-}
-
-/// Accepts one connection, echoes data messages, answers pings, and returns the client's
-/// close once it has echoed it.
-async fn echo_server(
-    listener: tokio::net::TcpListener,
-    max_message: usize,
-) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-    let (mut socket, _) = listener.accept().await.unwrap();
-    let mut buf = BytesMut::with_capacity(1024);
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|window| window == b"\r\n\r\n") {
-            break at + 4;
-        }
-        assert!(
-            socket.read_buf(&mut buf).await.unwrap() > 0,
-            "client closed mid-request"
-        );
-    };
-    // Anything after the request head is already WebSocket framing; it stays in `buf`.
-    let request = buf.split_to(head_end);
-    let key = std::str::from_utf8(&request)
-        .unwrap()
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim())
-        })
-        .expect("no Sec-WebSocket-Key");
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        accept_key(key.as_bytes())
-    );
-    socket.write_all(response.as_bytes()).await.unwrap();
-
-    let mut decoder = FrameDecoder::new(max_message);
-    loop {
-        let (opcode, body, close) = match decoder.decode(&mut buf).unwrap() {
-            None => {
-                assert!(
-                    socket.read_buf(&mut buf).await.unwrap() > 0,
-                    "client left without a close"
-                );
-                continue;
-            }
-            Some(WsMessage::Text(body)) => (Opcode::Text, body, None),
-            Some(WsMessage::Binary(body)) => (Opcode::Binary, body, None),
-            Some(WsMessage::Ping(body)) => (Opcode::Pong, body, None),
-            Some(WsMessage::Pong(_)) => continue,
-            Some(WsMessage::Close(close)) => {
-                let body = close
-                    .as_ref()
-                    .map(|(code, reason)| close_payload(*code, reason));
-                (
-                    Opcode::Close,
-                    Bytes::from(body.unwrap_or_default()),
-                    Some(close),
-                )
-            }
-        };
-        let mut head = [0; MAX_HEADER];
-        let len = write_header(opcode, body.len(), &mut head);
-        socket.write_all(&head[..len]).await.unwrap();
-        socket.write_all(&body).await.unwrap();
-        if let Some(close) = close {
-            return close;
-        }
+        let (messages, error, _) = feed(max, &bytes, &[bytes.len().max(1)]);
+        let (in_reads, error_in_reads, _) = feed(max, &bytes, &reads);
+        prop_assert_eq!(in_reads, messages);
+        prop_assert_eq!(error_in_reads, error);
     }
 }
