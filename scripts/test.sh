@@ -22,11 +22,13 @@ source scripts/lib.sh
 
 install_missing() {
     # Command -> Debian package. php-cli serves the test lambdas;
-    # nats-server and redis-server are the shared brokers' tests.
+    # nats-server and redis-server are the shared brokers' tests (with TLS too).
     local missing=()
     command -v php >/dev/null 2>&1 || missing+=(php-cli)
     command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # The TLS tests make their CA and certificates with the openssl command.
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     # The SDK tests' packages (the list of scripts/test-sdk.sh), in the same
     # install so that apt-get update runs once.
     if [ -x scripts/test-sdk.sh ]; then

@@ -46,6 +46,10 @@ pub enum LambdaCommand {
         /// Per-request timeout in milliseconds.
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
+        /// PEM CA certificates that an https:// lambda must be signed by,
+        /// instead of the system's roots.
+        #[arg(long, env = "SWITCHBOARD_LAMBDA_CA_FILE")]
+        lambda_ca_file: Option<PathBuf>,
     },
 }
 
@@ -63,9 +67,18 @@ pub struct ServeArgs {
     #[arg(long = "app", env = "SWITCHBOARD_APPS", value_delimiter = ',')]
     pub apps: Vec<String>,
     /// Broker: `memory` (embedded, the default), or a shared one for many nodes:
-    /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md).
+    /// nats://HOST:PORT (JetStream) or redis://HOST:PORT (docs/scaling.md);
+    /// tls://HOST:PORT and rediss://HOST:PORT for TLS.
     #[arg(long, env = "SWITCHBOARD_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
+    /// PEM CA certificates that a TLS broker (tls:// NATS, rediss:// Redis)
+    /// must be signed by, instead of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_BROKER_CA_FILE")]
+    pub broker_ca_file: Option<PathBuf>,
+    /// PEM CA certificates that https:// lambdas and sinks must be signed
+    /// by, instead of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_LAMBDA_CA_FILE")]
+    pub lambda_ca_file: Option<PathBuf>,
     /// Key that publishers must send as `Authorization: Bearer KEY` to POST /v1/publish.
     #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true)]
     pub publish_key: Option<String>,
@@ -127,7 +140,7 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The gateway's base URL.
+    /// The gateway's base URL (http:// or https://).
     #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Publish key, sent as `Authorization: Bearer KEY`.
@@ -136,6 +149,10 @@ pub struct PublishArgs {
     /// Optional dedup key: a repeat within the dedup window is not published again.
     #[arg(long)]
     pub dedup_key: Option<String>,
+    /// PEM CA certificates that an https:// gateway must be signed by,
+    /// instead of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Topic, e.g. `news` or `live_video_comment/1234`.
     pub topic: String,
     /// The message's data, as JSON, e.g. '{"hello":1}'.
@@ -174,6 +191,13 @@ pub struct EdgeArgs {
     /// (`https://app.example.com`, `https://*.example.com`; comma-separated).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// PEM certificate chain (leaf first): the listener serves https:// and
+    /// wss:// itself. Needs --tls-key.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// History bounds (file table `[history]`, docs/security.md "Node-wide memory bounds").

@@ -73,7 +73,7 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let dispatch_tracker = TaskTracker::new();
         let stop_dispatch = CancellationToken::new();
-        let lambda_client = LambdaClient::default();
+        let lambda_client = LambdaClient::new(config.lambda_ca.clone());
         let stop_sinks = CancellationToken::new();
         let sink_tracker = TaskTracker::new();
         let sinks: Arc<Sinks> = Arc::new(
@@ -214,6 +214,7 @@ async fn broker(config: &Config, router: &Arc<TopicRouter>) -> anyhow::Result<Ar
         BrokerUrl::Nats(url) => Arc::new(
             crate::broker::nats::NatsBroker::start(
                 url,
+                config.broker_ca.as_ref(),
                 router.clone(),
                 config.history.clone(),
                 dedup_window,
@@ -224,6 +225,7 @@ async fn broker(config: &Config, router: &Arc<TopicRouter>) -> anyhow::Result<Ar
         BrokerUrl::Redis(url) => Arc::new(
             crate::broker::redis::RedisBroker::start(
                 url,
+                config.broker_ca.as_ref(),
                 router.clone(),
                 config.history.clone(),
                 dedup_window,

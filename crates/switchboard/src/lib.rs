@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod ops;
 pub mod router;
 pub mod stream;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;

@@ -22,12 +22,14 @@ async fn main() -> std::process::ExitCode {
                     url,
                     app,
                     timeout_ms,
+                    lambda_ca_file,
                 },
         } => {
             match switchboard::ops::lambda_check::run(
                 &url,
                 &app,
                 std::time::Duration::from_millis(timeout_ms),
+                lambda_ca_file.as_deref(),
             )
             .await
             {
@@ -57,7 +59,12 @@ async fn serve(args: switchboard::cli::ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let running = switchboard::start(config).await?;
     // Scripts and tests read this line to learn the bound port.
-    println!("switchboard listening on http://{}", running.addr);
+    let scheme = if running.gateway.config.edge.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("switchboard listening on {scheme}://{}", running.addr);
     if let Some(at) = running.metrics_addr {
         println!("switchboard metrics on http://{at}/metrics");
     }

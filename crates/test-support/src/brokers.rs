@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::task::AbortHandle;
 
+use crate::tls::Stream;
 use crate::{forward_lines, free_port, get, within, TempDir, WAIT};
 
 /// How long a broker may take to accept connections.
@@ -101,26 +102,41 @@ pub struct NatsServer {
     store: TempDir,
     /// `--user` and `--pass`, if clients must log in.
     login: Option<(String, String)>,
+    /// Certificate and key files: clients must speak TLS (`tls://`).
+    tls: Option<(String, String)>,
 }
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with_login(None).await
+        Self::start_with(None, None).await
     }
 
     /// A server whose clients must give `user` and `password`; [`Self::url`]
     /// carries them.
     pub async fn start_with_user(user: &str, password: &str) -> anyhow::Result<Self> {
-        Self::start_with_login(Some((user.to_owned(), password.to_owned()))).await
+        Self::start_with(Some((user.to_owned(), password.to_owned())), None).await
     }
 
-    async fn start_with_login(login: Option<(String, String)>) -> anyhow::Result<Self> {
+    /// A server that requires TLS from clients, with `cert`.
+    pub async fn start_tls(cert: &crate::tls::ServerCert) -> anyhow::Result<Self> {
+        let files = (
+            cert.cert.display().to_string(),
+            cert.key.display().to_string(),
+        );
+        Self::start_with(None, Some(files)).await
+    }
+
+    async fn start_with(
+        login: Option<(String, String)>,
+        tls: Option<(String, String)>,
+    ) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port(),
             monitor_port: free_port(),
             store: TempDir::new("sb-nats")?,
             login,
+            tls,
         };
         server.launch().await?;
         Ok(server)
@@ -149,6 +165,9 @@ impl NatsServer {
                 password.clone(),
             ]);
         }
+        if let Some((cert, key)) = &self.tls {
+            args.extend(["--tls", "--tlscert", cert, "--tlskey", key].map(String::from));
+        }
         let mut child = spawn("nats-server", &args, "nats")?;
         let health = self.monitor_url("/healthz");
         wait_until(&mut child, "nats-server", || {
@@ -160,11 +179,14 @@ impl NatsServer {
         Ok(())
     }
 
-    /// `nats://[USER:PASSWORD@]127.0.0.1:PORT`, for `--broker`.
+    /// `nats://[USER:PASSWORD@]127.0.0.1:PORT` (`tls://` with TLS), for `--broker`.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "tls" } else { "nats" };
         match &self.login {
-            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
-            None => format!("nats://127.0.0.1:{}", self.port),
+            Some((user, password)) => {
+                format!("{scheme}://{user}:{password}@127.0.0.1:{}", self.port)
+            }
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -223,34 +245,69 @@ pub struct RedisServer {
     dir: TempDir,
     /// `requirepass`, if clients must log in.
     password: Option<String>,
+    /// Some: the port speaks TLS only (no plain port), with these flags.
+    tls: Option<Vec<String>>,
 }
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(None).await
+        Self::start_with(None, None).await
     }
 
     /// A server with `requirepass password`; [`Self::url`] carries it (and
     /// [`Self::command`], which does not log in, gets `NOAUTH`).
     pub async fn start_with_password(password: &str) -> anyhow::Result<Self> {
-        Self::start_with(Some(password.to_owned())).await
+        Self::start_with(Some(password.to_owned()), None).await
     }
 
-    async fn start_with(password: Option<String>) -> anyhow::Result<Self> {
+    /// A server whose one port is TLS (`rediss://`), with `cert` signed by
+    /// `ca` (which the test's own Redis client trusts from now on; Redis
+    /// does not ask clients for certificates).
+    pub async fn start_tls(
+        cert: &crate::tls::ServerCert,
+        ca: &crate::tls::TestCa,
+    ) -> anyhow::Result<Self> {
+        ca.trust()?;
+        let tls = [
+            "--tls-cert-file",
+            &cert.cert.display().to_string(),
+            "--tls-key-file",
+            &cert.key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.cert_path().display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(String::from);
+        Self::start_with(None, Some(tls.to_vec())).await
+    }
+
+    async fn start_with(
+        password: Option<String>,
+        tls: Option<Vec<String>>,
+    ) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port(),
             dir: TempDir::new("sb-redis")?,
             password,
+            tls,
         };
         server.launch().await?;
         Ok(server)
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
+        let port_flags = match &self.tls {
+            None => vec!["--port".to_owned(), self.port.to_string()],
+            Some(files) => {
+                let mut flags = ["--port", "0", "--tls-port"].map(String::from).to_vec();
+                flags.push(self.port.to_string());
+                flags.extend(files.iter().cloned());
+                flags
+            }
+        };
         let mut args: Vec<String> = [
-            "--port",
-            &self.port.to_string(),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -263,13 +320,14 @@ impl RedisServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(port_flags);
         if let Some(password) = &self.password {
             args.extend(["--requirepass".into(), password.clone()]);
         }
         let mut child = spawn("redis-server", &args, "redis")?;
-        let port = self.port;
+        let (port, tls) = (self.port, self.tls.is_some());
         wait_until(&mut child, "redis-server", || async move {
-            match redis_command(port, &["PING"]).await {
+            match redis_command_on(port, tls, &["PING"]).await {
                 Ok(Value::String(s)) => s == "PONG",
                 // Up, and asking for the password.
                 Err(e) => e.to_string().contains("NOAUTH"),
@@ -281,11 +339,16 @@ impl RedisServer {
         Ok(())
     }
 
-    /// `redis://[:PASSWORD@]127.0.0.1:PORT`, for `--broker`.
+    /// `redis://[:PASSWORD@]127.0.0.1:PORT` (`rediss://` with TLS), for `--broker`.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -305,7 +368,7 @@ impl RedisServer {
 
     /// One command, its reply as JSON (see [`redis_command`]).
     pub async fn command(&self, args: &[&str]) -> anyhow::Result<Value> {
-        redis_command(self.port, args).await
+        redis_command_on(self.port, self.tls.is_some(), args).await
     }
 
     /// How many clients are subscribed to `channel` (`PUBSUB NUMSUB`).
@@ -321,8 +384,13 @@ impl RedisServer {
 /// and bulk strings as JSON strings, integers as numbers, nil as null,
 /// arrays as arrays; an error reply is an `Err`.
 pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
+    redis_command_on(port, false, args).await
+}
+
+/// Like [`redis_command`], over TLS when `tls` (trusting the CAs of `TestCa::trust`).
+pub async fn redis_command_on(port: u16, tls: bool, args: &[&str]) -> anyhow::Result<Value> {
     within(WAIT, "a Redis reply", async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut stream = crate::tls::connect(&format!("127.0.0.1:{port}"), tls).await?;
         let mut req = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -330,6 +398,7 @@ pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
             req.extend_from_slice(b"\r\n");
         }
         stream.write_all(&req).await?;
+        stream.flush().await?;
         let mut reader = BufReader::new(stream);
         read_resp(&mut reader).await
     })
@@ -337,7 +406,7 @@ pub async fn redis_command(port: u16, args: &[&str]) -> anyhow::Result<Value> {
 }
 
 fn read_resp<'a>(
-    r: &'a mut BufReader<TcpStream>,
+    r: &'a mut BufReader<Stream>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Value>> + Send + 'a>> {
     Box::pin(async move {
         let mut line = String::new();

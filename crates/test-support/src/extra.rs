@@ -409,6 +409,8 @@ pub enum MockReply {
 pub type MockHandler = Arc<dyn Fn(&Value) -> MockReply + Send + Sync>;
 
 struct MockShared {
+    /// Some: it serves `https://`.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handler: Mutex<MockHandler>,
     requests: Mutex<Vec<(tokio::time::Instant, Value)>>,
     conns: Mutex<Vec<JoinHandle<()>>>,
@@ -426,9 +428,25 @@ pub struct MockLambda {
 
 impl MockLambda {
     pub async fn start(handler: MockHandler) -> anyhow::Result<Self> {
+        Self::start_with(handler, None).await
+    }
+
+    /// Like [`MockLambda::start`], serving `https://` with `cert`.
+    pub async fn start_tls(
+        handler: MockHandler,
+        cert: &crate::tls::ServerCert,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(handler, Some(cert.acceptor()?)).await
+    }
+
+    async fn start_with(
+        handler: MockHandler,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(MockShared {
+            tls,
             handler: Mutex::new(handler),
             requests: Mutex::new(Vec::new()),
             conns: Mutex::new(Vec::new()),
@@ -441,9 +459,14 @@ impl MockLambda {
         })
     }
 
-    /// `http://127.0.0.1:PORT/`.
+    /// `http://127.0.0.1:PORT/` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     pub fn set_handler(&self, handler: MockHandler) {
@@ -508,17 +531,31 @@ impl Drop for MockLambda {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<MockShared>) {
     while let Ok((tcp, _)) = listener.accept().await {
-        let conn = tokio::spawn(serve_mock_connection(tcp, shared.clone()));
+        // The head and the body are two writes: without this, Nagle's algorithm
+        // and the peer's delayed ACK hold the body back ~40 ms per answer.
+        let _ = tcp.set_nodelay(true);
+        let shared_conn = shared.clone();
+        let conn = tokio::spawn(async move {
+            match &shared_conn.tls {
+                None => serve_mock_connection(tcp, &shared_conn).await,
+                Some(acceptor) => {
+                    // A client that refuses the certificate ends here.
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve_mock_connection(tls, &shared_conn).await;
+                    }
+                }
+            }
+        });
         let mut conns = shared.conns.lock().expect("mock lock");
         conns.retain(|c| !c.is_finished());
         conns.push(conn);
     }
 }
 
-async fn serve_mock_connection(mut tcp: TcpStream, shared: Arc<MockShared>) {
-    // The head and the body are two writes: without this, Nagle's algorithm
-    // and the peer's delayed ACK hold the body back ~40 ms per answer.
-    let _ = tcp.set_nodelay(true);
+async fn serve_mock_connection<S>(mut tcp: S, shared: &MockShared)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut buf = Vec::new();
     loop {
         let Some(body) = read_request(&mut tcp, &mut buf).await else {
@@ -552,8 +589,10 @@ async fn serve_mock_connection(mut tcp: TcpStream, shared: Arc<MockShared>) {
             "HTTP/1.1 {status} Mock\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             text.len()
         );
+        // (TLS: the flush sends what rustls holds.)
         if tcp.write_all(head.as_bytes()).await.is_err()
             || tcp.write_all(text.as_bytes()).await.is_err()
+            || tcp.flush().await.is_err()
         {
             return;
         }
@@ -561,7 +600,10 @@ async fn serve_mock_connection(mut tcp: TcpStream, shared: Arc<MockShared>) {
 }
 
 /// Reads one request with a Content-Length body; `None` at the end of the connection.
-async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn read_request<S>(tcp: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i;

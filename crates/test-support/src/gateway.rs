@@ -15,12 +15,14 @@ use crate::keep_lines;
 /// How long the gateway may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the gateway prints, as its first stdout line, before the URL.
-const READY_PREFIX: &str = "switchboard listening on http://";
+const READY_PREFIX: &str = "switchboard listening on ";
 
 /// A running `switchboard serve`, killed when dropped.
 pub struct Gateway {
     child: Child,
     addr: SocketAddr,
+    /// It serves TLS (its ready line says `https://`).
+    tls: bool,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -77,7 +79,8 @@ impl Gateway {
         let kept = keep_lines("gateway stdout", stdout);
         Ok(Self {
             child,
-            addr,
+            addr: addr.0,
+            tls: addr.1,
             stdout: kept,
             stderr,
         })
@@ -97,19 +100,21 @@ impl Gateway {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), no trailing slash.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// `ws://127.0.0.1:PORT` + `path` (which starts with `/`).
+    /// `ws://127.0.0.1:PORT` (`wss://` with TLS) + `path` (which starts with `/`).
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
-    /// `http://127.0.0.1:PORT` + `path` (which starts with `/`).
+    /// `http://127.0.0.1:PORT` (`https://` with TLS) + `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.http_url())
     }
 
     /// Waits until `GET /readyz` answers 200 (a shared broker is connected),
@@ -152,13 +157,17 @@ impl Gateway {
     }
 }
 
-fn parse_ready_line(line: &str) -> anyhow::Result<SocketAddr> {
-    let rest = line
+/// The address in `switchboard listening on http(s)://ADDR`, and whether it is https.
+fn parse_ready_line(line: &str) -> anyhow::Result<(SocketAddr, bool)> {
+    let url = line
         .strip_prefix(READY_PREFIX)
         .with_context(|| format!("unexpected first stdout line from gateway: {line:?}"))?;
-    rest.trim_end_matches('/')
+    let (rest, tls) = crate::tls::after_scheme(url, "http", "https")?;
+    let addr = rest
+        .trim_end_matches('/')
         .parse()
-        .with_context(|| format!("bad address in gateway line: {line:?}"))
+        .with_context(|| format!("bad address in gateway line: {line:?}"))?;
+    Ok((addr, tls))
 }
 
 #[cfg(test)]
@@ -167,8 +176,11 @@ mod tests {
 
     #[test]
     fn ready_line_gives_the_address() {
-        let addr = parse_ready_line("switchboard listening on http://127.0.0.1:4321").unwrap();
-        assert_eq!(addr.port(), 4321);
+        let (addr, tls) =
+            parse_ready_line("switchboard listening on http://127.0.0.1:4321").unwrap();
+        assert_eq!((addr.port(), tls), (4321, false));
+        let (_, tls) = parse_ready_line("switchboard listening on https://127.0.0.1:1").unwrap();
+        assert!(tls);
         assert!(parse_ready_line("listening on 127.0.0.1:1").is_err());
     }
 }

@@ -1,12 +1,12 @@
-//! A tiny HTTP/1.1 client over raw TCP: requests, response heads, and bodies
-//! in any framing (chunked, Content-Length, until close). Raw on purpose: the
-//! tests see exactly the bytes the gateway sends.
+//! A tiny HTTP/1.1 client over raw TCP (or TLS, for `https://`): requests,
+//! response heads, and bodies in any framing (chunked, Content-Length, until
+//! close). Raw on purpose: the tests see exactly the bytes the gateway sends.
 
 use anyhow::Context;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::tls::Stream;
 use crate::{within, WAIT};
 
 /// Longest response head we accept.
@@ -43,14 +43,12 @@ pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
         .map(|(_, v)| v.as_str())
 }
 
-/// `http://host:port/path?query` into (`host:port`, `/path?query`).
-pub(crate) fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("only http:// URLs are supported: {url}"))?;
+/// `http(s)://host:port/path?query` into (`host:port`, `/path?query`, TLS or not).
+pub(crate) fn split_url(url: &str) -> anyhow::Result<(String, String, bool)> {
+    let (rest, tls) = crate::tls::after_scheme(url, "http", "https")?;
     Ok(match rest.find('/') {
-        Some(i) => (rest[..i].to_owned(), rest[i..].to_owned()),
-        None => (rest.to_owned(), "/".to_owned()),
+        Some(i) => (rest[..i].to_owned(), rest[i..].to_owned(), tls),
+        None => (rest.to_owned(), "/".to_owned(), tls),
     })
 }
 
@@ -60,14 +58,9 @@ pub(crate) async fn send_request(
     url: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> anyhow::Result<TcpStream> {
-    let (authority, path) = split_url(url)?;
-    let mut stream = within(WAIT, "TCP connect", async {
-        TcpStream::connect(&authority)
-            .await
-            .with_context(|| format!("connecting to {authority}"))
-    })
-    .await?;
+) -> anyhow::Result<Stream> {
+    let (authority, path, tls) = split_url(url)?;
+    let mut stream = within(WAIT, "connect", crate::tls::connect(&authority, tls)).await?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
     for (name, value) in headers {
         req.push_str(&format!("{name}: {value}\r\n"));
@@ -80,6 +73,8 @@ pub(crate) async fn send_request(
     bytes.extend_from_slice(body.unwrap_or_default());
     within(WAIT, "writing the request", async {
         stream.write_all(&bytes).await?;
+        // TLS: out of rustls's buffer.
+        stream.flush().await?;
         Ok(())
     })
     .await?;
@@ -157,7 +152,7 @@ enum Framing {
 /// piece is cancel-safe (state changes only once a whole unit is buffered), so
 /// callers may wrap it in a timeout and read on afterwards.
 pub(crate) struct BodyReader {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     framing: Framing,
     pub status: u16,
@@ -166,7 +161,7 @@ pub(crate) struct BodyReader {
 
 impl BodyReader {
     /// Reads the status line and headers (no timeout here; callers bound it).
-    pub async fn read_head(stream: TcpStream) -> anyhow::Result<Self> {
+    pub async fn read_head(stream: Stream) -> anyhow::Result<Self> {
         let mut reader = Self {
             stream,
             buf: Vec::new(),
@@ -330,10 +325,17 @@ mod tests {
     fn urls_split_into_authority_and_path() {
         assert_eq!(
             split_url("http://127.0.0.1:80/v1/sse/a?x=1").unwrap(),
-            ("127.0.0.1:80".into(), "/v1/sse/a?x=1".into())
+            ("127.0.0.1:80".into(), "/v1/sse/a?x=1".into(), false)
         );
-        assert_eq!(split_url("http://h:1").unwrap(), ("h:1".into(), "/".into()));
-        assert!(split_url("https://h").is_err());
+        assert_eq!(
+            split_url("http://h:1").unwrap(),
+            ("h:1".into(), "/".into(), false)
+        );
+        assert_eq!(
+            split_url("https://h:1/x").unwrap(),
+            ("h:1".into(), "/x".into(), true)
+        );
+        assert!(split_url("ftp://h").is_err());
     }
 
     async fn serve_once(raw: &'static [u8]) -> String {

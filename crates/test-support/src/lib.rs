@@ -1,6 +1,6 @@
 //! Dev-only helpers for integration tests: start the real gateway and `php -S`
-//! on free loopback ports, and speak WebSocket, SSE and HTTP to them with a
-//! timeout on every wait, so that no test can hang.
+//! on free loopback ports, and speak WebSocket, SSE and HTTP (plain or TLS)
+//! to them with a timeout on every wait, so that no test can hang.
 
 pub mod brokers;
 pub mod extra;
@@ -8,6 +8,7 @@ mod gateway;
 mod http;
 mod php;
 mod sse;
+pub mod tls;
 mod ws;
 
 use std::future::Future;

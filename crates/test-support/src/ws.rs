@@ -5,10 +5,10 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
+use crate::tls::Stream;
 use crate::{within, WAIT};
 
 /// What the server sent, with WebSocket pings and pongs left out.
@@ -26,14 +26,18 @@ pub enum WsFrame {
 }
 
 pub struct WsClient {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Stream>,
 }
 
 impl WsClient {
-    /// Connects and completes the upgrade (10 s bound).
+    /// Connects (`ws://`, or `wss://` trusting the CAs of
+    /// `TestCa::trust`) and completes the upgrade (10 s bound).
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let (rest, tls) = crate::tls::after_scheme(url, "ws", "wss")?;
+        let authority = rest.split('/').next().unwrap_or_default();
         let (ws, _) = within(WAIT, &format!("WebSocket upgrade at {url}"), async {
-            tokio_tungstenite::connect_async(url)
+            let stream = crate::tls::connect(authority, tls).await?;
+            tokio_tungstenite::client_async(url, stream)
                 .await
                 .with_context(|| format!("WebSocket connect to {url}"))
         })

@@ -1,10 +1,14 @@
-//! The pooled keep-alive HTTP client that carries lambda requests.
+//! The pooled keep-alive HTTP client that carries lambda requests (and sink
+//! batches), over `http://` or `https://`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Duration;
+
+use super::https::Connector;
+use crate::tls::CaFile;
 
 /// Largest lambda answer we read.
 pub const MAX_ANSWER_BYTES: usize = 16 << 20;
@@ -42,22 +46,27 @@ impl CallError {
 
 #[derive(Clone)]
 pub struct LambdaClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
 }
 
+/// Trusts the system's roots for `https://`.
 impl Default for LambdaClient {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Self { http }
+        Self::new(None)
     }
 }
 
 impl LambdaClient {
+    /// `https://` servers must present a certificate for their host, signed
+    /// by `ca` (the CA file) or else by a system root.
+    pub fn new(ca: Option<CaFile>) -> Self {
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(Connector::new(ca));
+        Self { http }
+    }
+
     /// POSTs `body` as JSON and returns a 200 answer's body.
     pub async fn post(
         &self,
@@ -78,7 +87,7 @@ impl LambdaClient {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| CallError::Connect(e.to_string()))?;
+                .map_err(|e| CallError::Connect(with_causes(&e)))?;
             let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
                 .collect()
@@ -94,4 +103,17 @@ impl LambdaClient {
             .await
             .unwrap_or(Err(CallError::Timeout))
     }
+}
+
+/// `e` and its causes, `: `-separated: hyper's own text ("client error
+/// (Connect)") hides the reason (refused, bad certificate...) in its source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -6,6 +6,7 @@
 pub mod circuit;
 pub mod client;
 pub mod dev;
+pub mod https;
 pub mod queue;
 
 use std::sync::Arc;

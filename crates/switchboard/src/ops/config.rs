@@ -13,6 +13,7 @@ use switchboard_protocol::AppName;
 use crate::cli::ServeArgs;
 use crate::ops::secret::{redact_url, Secret};
 use crate::stream::topics::TopicPatterns;
+use crate::tls::CaFile;
 
 mod edge;
 mod history;
@@ -40,6 +41,12 @@ pub struct RawConfig {
     /// it needs `Authorization: Bearer <admin key>`.
     pub metrics_auth: Option<MetricsAuth>,
     pub log: Option<String>,
+    /// PEM CA certificates that `tls://` NATS and `rediss://` Redis must be
+    /// signed by, instead of the system's roots. Default none.
+    pub broker_ca_file: Option<std::path::PathBuf>,
+    /// PEM CA certificates that `https://` lambdas and sinks must be signed
+    /// by, instead of the system's roots. Default none.
+    pub lambda_ca_file: Option<std::path::PathBuf>,
     /// Milliseconds a drain may take after SIGTERM/SIGINT. Default 10000.
     pub drain_timeout_ms: Option<u64>,
     #[serde(default)]
@@ -191,14 +198,18 @@ pub struct Config {
     pub ws_echo: bool,
     pub edge: EdgeConfig,
     pub history: crate::broker::history::HistoryPolicy,
+    /// Roots for a TLS broker; None: the system's.
+    pub broker_ca: Option<CaFile>,
+    /// Roots for https lambdas and sinks; None: the system's.
+    pub lambda_ca: Option<CaFile>,
 }
 
 #[derive(Clone)]
 pub enum BrokerUrl {
     Memory,
-    /// `nats://[user:pass@]HOST:PORT`: NATS with JetStream.
+    /// `nats://[user:pass@]HOST:PORT` (`tls://` for TLS): NATS with JetStream.
     Nats(String),
-    /// `redis://[user:pass@]HOST:PORT[/DB]`.
+    /// `redis://[user:pass@]HOST:PORT[/DB]` (`rediss://` for TLS).
     Redis(String),
 }
 
@@ -214,7 +225,8 @@ impl std::fmt::Debug for BrokerUrl {
 }
 
 impl BrokerUrl {
-    /// `memory`, `nats://...` or `redis://...`, checked for this build's features.
+    /// `memory`, `nats://...` (`tls://...`) or `redis://...` (`rediss://...`),
+    /// checked for this build's features.
     /// Errors show the URL without its credentials.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         if url == "memory" {
@@ -230,10 +242,13 @@ impl BrokerUrl {
             bail!("broker {text:?} names no host");
         }
         match scheme {
-            "nats" if cfg!(feature = "nats") => Ok(Self::Nats(url.to_owned())),
-            "redis" if cfg!(feature = "redis") => Ok(Self::Redis(url.to_owned())),
-            "nats" | "redis" => {
-                bail!("broker {text:?}: this build has no {scheme} support (cargo feature `{scheme}`)")
+            "nats" | "tls" if cfg!(feature = "nats") => Ok(Self::Nats(url.to_owned())),
+            "redis" | "rediss" if cfg!(feature = "redis") => Ok(Self::Redis(url.to_owned())),
+            "nats" | "tls" => {
+                bail!("broker {text:?}: this build has no NATS support (cargo feature `nats`)")
+            }
+            "redis" | "rediss" => {
+                bail!("broker {text:?}: this build has no Redis support (cargo feature `redis`)")
             }
             _ => bail!("broker {text:?} is not memory, nats://HOST:PORT or redis://HOST:PORT"),
         }
@@ -427,10 +442,20 @@ impl Config {
             .collect::<Result<_, _>>()?;
         let edge = EdgeConfig::from_parts(raw.http, &args.edge)?;
         let history = history::policy(raw.history, &args.history)?;
+        let ca = |flag: &Option<std::path::PathBuf>, file: Option<std::path::PathBuf>, key| {
+            flag.clone()
+                .or(file)
+                .map(|path| CaFile::load(&path, key))
+                .transpose()
+        };
+        let broker_ca = ca(&args.broker_ca_file, raw.broker_ca_file, "broker_ca_file")?;
+        let lambda_ca = ca(&args.lambda_ca_file, raw.lambda_ca_file, "lambda_ca_file")?;
         Ok(Self {
             history,
             metrics_listen,
             metrics_auth,
+            broker_ca,
+            lambda_ca,
             dev: args.dev,
             sinks,
             allow_anonymous_publish: anonymous,
@@ -467,10 +492,14 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
             let url = raw
                 .url
                 .with_context(|| format!("sink {name}: an http sink needs `url`"))?;
+            let parsed: hyper::Uri = url
+                .parse()
+                .with_context(|| format!("sink {name}: url {url:?}"))?;
+            if !is_http_url(&parsed) {
+                bail!("sink {name}: url {url:?} must be http(s)://HOST[:PORT]/PATH");
+            }
             SinkTarget::Http {
-                url: url
-                    .parse()
-                    .with_context(|| format!("sink {name}: url {url:?}"))?,
+                url: parsed,
                 timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(5_000)),
             }
         }
@@ -488,6 +517,11 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
         max_buffer: positive(raw.max_buffer, 100_000, "sink max_buffer")?,
         max_buffer_bytes: positive(raw.max_buffer_bytes, 16 << 20, "sink max_buffer_bytes")?,
     })
+}
+
+/// `http://` or `https://` with a host: what the lambda client can reach.
+fn is_http_url(url: &hyper::Uri) -> bool {
+    matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some()
 }
 
 /// A key from one level (flags and env) or the other (the file): the
@@ -580,9 +614,9 @@ fn app_config(name: &str, raw: RawApp) -> anyhow::Result<AppConfig> {
         .lambda
         .parse()
         .with_context(|| format!("app {name}: lambda URL {:?}", raw.lambda))?;
-    if url.scheme_str() != Some("http") || url.host().is_none() {
+    if !is_http_url(&url) {
         bail!(
-            "app {name}: lambda URL {:?} must be http://HOST[:PORT]/PATH (or `direct`)",
+            "app {name}: lambda URL {:?} must be http(s)://HOST[:PORT]/PATH (or `direct`)",
             raw.lambda
         );
     }

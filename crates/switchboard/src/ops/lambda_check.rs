@@ -12,11 +12,20 @@ use tokio::time::Duration;
 use crate::dispatcher::LambdaClient;
 
 /// Runs the script; returns the number of problems found (0: all valid).
-pub async fn run(url: &str, app: &str, timeout: Duration) -> anyhow::Result<usize> {
+/// An `https://` lambda is verified against `ca_file`, else the system's roots.
+pub async fn run(
+    url: &str,
+    app: &str,
+    timeout: Duration,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<usize> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| anyhow::anyhow!("lambda URL {url:?}: {e}"))?;
-    let client = LambdaClient::default();
+    let ca = ca_file
+        .map(|path| crate::tls::CaFile::load(path, "--lambda-ca-file"))
+        .transpose()?;
+    let client = LambdaClient::new(ca);
     let params: Map<String, Value> = [
         ("video".to_owned(), json!("1234")),
         ("topic".to_owned(), json!("check")),

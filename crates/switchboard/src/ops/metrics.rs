@@ -139,12 +139,13 @@ stats!(
     EdgeStats {
         tcp_connections: Gauge = "Open TCP connections of every kind (what max_connections caps)",
         accept_errors: Counter = "Failed accepts (out of descriptors and the like); each backs off",
-        header_timeouts: Counter = "Connections closed for a request head not whole within header_timeout or idle past idle_timeout",
+        header_timeouts: Counter = "Connections closed for a TLS handshake or request head not whole within header_timeout, or idle past idle_timeout",
         body_timeouts: Counter = "Requests answered 408: body not whole within body_timeout",
         forbidden_origins: Counter = "Requests refused 403 for a foreign Origin",
         refused_max_connections: Counter = "",
         refused_max_connections_per_ip: Counter = "",
         refused_proxy_header: Counter = "",
+        refused_tls_handshake: Counter = "",
     }
 );
 

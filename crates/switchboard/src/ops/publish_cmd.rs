@@ -1,4 +1,5 @@
-//! `switchboard publish`: one message through a running gateway's publish API.
+//! `switchboard publish`: one message through a running gateway's publish
+//! API, over `http://` or `https://`.
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -8,6 +9,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use crate::cli::PublishArgs;
+use crate::dispatcher::https::Connector;
+use crate::tls::CaFile;
 
 /// Publishes and prints the answer; an error status is an error.
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
@@ -25,7 +28,12 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let req = req
         .body(Full::new(Bytes::from(body.to_string())))
         .context("building the request")?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let ca = args
+        .ca_file
+        .as_deref()
+        .map(|path| CaFile::load(path, "--ca-file"))
+        .transpose()?;
+    let client = Client::builder(TokioExecutor::new()).build(Connector::new(ca));
     let resp = client
         .request(req)
         .await

@@ -24,6 +24,8 @@ pub enum Refusal {
     MaxConnections,
     MaxConnectionsPerIp,
     ProxyHeader,
+    /// A failed TLS handshake (a timeout counts as a header timeout).
+    TlsHandshake,
 }
 
 pub struct Edge {
@@ -128,6 +130,7 @@ impl Edge {
             Refusal::MaxConnections => &self.stats.refused_max_connections,
             Refusal::MaxConnectionsPerIp => &self.stats.refused_max_connections_per_ip,
             Refusal::ProxyHeader => &self.stats.refused_proxy_header,
+            Refusal::TlsHandshake => &self.stats.refused_tls_handshake,
         };
         counter.inc();
         tracing::debug!(reason = ?why, "connection refused");

@@ -1,5 +1,6 @@
-//! The HTTP/1.1 listener: routes client, publisher and operator requests,
-//! upgrades WebSockets and hands their sockets to [`super::ws::run`].
+//! The HTTP/1.1 listener, plain or TLS: routes client, publisher and
+//! operator requests, upgrades WebSockets and hands their sockets to
+//! [`super::ws::run`].
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -22,10 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::edge::{ConnSlot, IpSlot, Refusal};
 use super::idle::{ByteCount, Counted, HeadTimer};
-use super::{origin, proxy_protocol, real_ip};
+use super::tls::HandshakeError;
+use super::{origin, proxy_protocol, real_ip, tls};
 use crate::gateway::Gateway;
 use crate::ops::api;
 use crate::stream::{Connection, Transport};
+use crate::tls::Socket;
 
 pub type Response = hyper::Response<Body>;
 
@@ -91,6 +94,8 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Peer {
     /// The TCP peer, or the client its PROXY protocol header named.
     pub addr: SocketAddr,
+    /// It came over TLS: its own origin is `https://`.
+    pub tls: bool,
     /// Held while the connection (or the WebSocket it became) is open.
     _slot: ConnSlot,
 }
@@ -100,8 +105,8 @@ pub struct Peer {
 pub enum Role {
     /// Clients, publishers and operators (`listen`).
     Main,
-    /// `GET /metrics` only (`metrics_listen`), without a PROXY header: for a
-    /// scraper on a private address.
+    /// `GET /metrics` only (`metrics_listen`), without a PROXY header or
+    /// TLS: for a scraper on a private address.
     Metrics,
 }
 
@@ -137,8 +142,9 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: CancellationTo
     }
 }
 
-/// One connection: PROXY header (if configured), then HTTP/1.1 with the
-/// header, idle and head-size bounds, until it ends or the drain.
+/// One connection: PROXY header (if configured), TLS handshake (if
+/// configured), then HTTP/1.1 with the header, idle and head-size bounds,
+/// until it ends or the drain.
 async fn serve_connection(
     gw: Arc<Gateway>,
     mut tcp: TcpStream,
@@ -166,14 +172,46 @@ async fn serve_connection(
             return;
         }
     }
-    // [TLS goes here: the stream hyper reads, counted below, is its plaintext.]
+    // The handshake and the first head share `header_timeout`.
+    let mut first_head = edge.header_timeout;
+    // The metrics listener stays plain HTTP, for scrapers on the inside.
+    let tls = edge.tls.as_ref().filter(|_| role == Role::Main);
+    let socket = match tls {
+        None => Socket::Plain(tcp),
+        Some(server) => {
+            let started = tokio::time::Instant::now();
+            let acceptor = tokio_rustls::TlsAcceptor::from(server.config.clone());
+            match tls::accept(&acceptor, tcp, edge.header_timeout, edge.max_head_bytes).await {
+                Ok(socket) => {
+                    first_head = edge
+                        .header_timeout
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_millis(1));
+                    socket
+                }
+                Err(HandshakeError::Timeout) => {
+                    gw.edge.stats.header_timeouts.inc();
+                    return tracing::debug!(%remote, "no TLS handshake within header_timeout");
+                }
+                Err(e) => {
+                    gw.edge.refuse(Refusal::TlsHandshake);
+                    return tracing::debug!(error = %e, %remote, "TLS handshake refused");
+                }
+            }
+        }
+    };
+    // What hyper reads, and `count` counts, is the plaintext.
     let count = Arc::new(ByteCount::default());
     let timer = HeadTimer {
         header: edge.header_timeout,
         idle: edge.idle_timeout,
         count: count.clone(),
     };
-    let peer = Arc::new(Peer { addr, _slot: slot });
+    let peer = Arc::new(Peer {
+        addr,
+        tls: socket.is_tls(),
+        _slot: slot,
+    });
     let svc_gw = gw.clone();
     let svc = service_fn(move |req| {
         let (gw, peer) = (svc_gw.clone(), peer.clone());
@@ -187,9 +225,9 @@ async fn serve_connection(
     let conn = http1::Builder::new()
         .keep_alive(true)
         .timer(timer)
-        .header_read_timeout(edge.header_timeout)
+        .header_read_timeout(first_head)
         .max_header_size(edge.max_head_bytes)
-        .serve_connection(TokioIo::new(Counted::new(tcp, count)), svc)
+        .serve_connection(TokioIo::new(Counted::new(socket, count)), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
@@ -216,7 +254,8 @@ async fn route(
     let via_proxy = !gw.edge.counts_connection_of(peer.addr.ip());
     let client = real_ip::client_ip(peer.addr.ip(), req.headers(), &gw.edge.trusted_proxies);
     if path.starts_with("/v1/") {
-        let scheme = origin::request_scheme(req.headers(), "http", via_proxy);
+        let own = if peer.tls { "https" } else { "http" };
+        let scheme = origin::request_scheme(req.headers(), own, via_proxy);
         if !origin::allowed(req.headers(), scheme, &gw.config.edge.allowed_origins) {
             gw.edge.stats.forbidden_origins.inc();
             return Ok(json_error(
@@ -377,7 +416,7 @@ fn switch_protocols<F, Fut>(
     serve: F,
 ) -> Response
 where
-    F: FnOnce(TcpStream, Bytes) -> Fut + Send + 'static,
+    F: FnOnce(Socket, Bytes) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let upgrade = hyper::upgrade::on(req);
@@ -386,7 +425,7 @@ where
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<Counted<TcpStream>>>() else {
+        let Ok(parts) = upgraded.downcast::<TokioIo<Counted<Socket>>>() else {
             return tracing::warn!("websocket upgrade: unexpected IO type");
         };
         serve(parts.io.into_inner().into_inner(), parts.read_buf).await;

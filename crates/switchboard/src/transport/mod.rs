@@ -1,4 +1,5 @@
-//! Transports: the HTTP listener and its routes, WebSocket and SSE framing.
+//! Transports: the HTTP listener (plain or TLS) and its routes, WebSocket and
+//! SSE framing.
 //! They know frames and sockets, not apps.
 
 pub mod edge;
@@ -8,4 +9,5 @@ pub mod origin;
 pub mod proxy_protocol;
 pub mod real_ip;
 pub mod sse;
+pub mod tls;
 pub mod ws;

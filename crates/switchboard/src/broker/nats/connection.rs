@@ -20,6 +20,7 @@ use super::{message, subjects, unavailable, Follow, Session, Shared, CONFIRM_TIM
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
 use crate::ops::supervise::{supervise as supervised, Kept, TaskKind};
+use crate::tls::CaFile;
 
 /// Ping the server this often: a silent server is declared lost after two
 /// unanswered pings, which keeps "not ready" within about 1.5 s.
@@ -30,10 +31,16 @@ use crate::ops::secret::strip_userinfo;
 
 pub(super) async fn connect(
     url: &str,
+    ca: Option<&CaFile>,
     events_tx: mpsc::Sender<Event>,
 ) -> anyhow::Result<async_nats::Client> {
     let urls: Vec<&str> = url.split(',').map(str::trim).collect();
-    let client = login(async_nats::ConnectOptions::new(), &urls)?
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(ca) = ca {
+        // Used whenever TLS is (`tls://`, or a server that requires it).
+        options = options.tls_client_config(crate::tls::client_config(Some(ca)).as_ref().clone());
+    }
+    let client = login(options, &urls)?
         .name("switchboard")
         .retry_on_initial_connect()
         .max_reconnects(None)

@@ -66,16 +66,18 @@ struct Follow {
 
 impl NatsBroker {
     /// Connects to `url` (`nats://[user:pass@]HOST:PORT`, comma-separated for
-    /// a cluster) and waits a moment for the first connection; the node runs
+    /// a cluster; `tls://` for TLS, verified against `ca` or the system's
+    /// roots) and waits a moment for the first connection; the node runs
     /// (not ready) and keeps trying if the broker is not there yet.
     pub async fn start(
         url: &str,
+        ca: Option<&crate::tls::CaFile>,
         router: Arc<TopicRouter>,
         history: HistoryPolicy,
         dedup_window: Duration,
     ) -> anyhow::Result<Self> {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
-        let client = connection::connect(url, events_tx).await?;
+        let client = connection::connect(url, ca, events_tx).await?;
         let shared = Arc::new(Shared {
             router,
             js: jetstream::new(client.clone()),

@@ -84,17 +84,28 @@ enum Command {
 }
 
 impl RedisBroker {
-    /// Connects to `url` (`redis://[user:pass@]HOST:PORT[/DB]`) and waits a
+    /// Connects to `url` (`redis://[user:pass@]HOST:PORT[/DB]`; `rediss://`
+    /// for TLS, verified against `ca` or the system's roots) and waits a
     /// moment for the first session; the node runs (not ready) and keeps
     /// trying if Redis is not there yet.
     pub async fn start(
         url: &str,
+        ca: Option<&crate::tls::CaFile>,
         router: Arc<TopicRouter>,
         history: HistoryPolicy,
         dedup_window: Duration,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("broker {}: {e}", connection::redact(url)))?;
+        let client = match ca {
+            Some(ca) if url.starts_with("rediss://") => {
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.pem.to_vec()),
+                };
+                redis::Client::build_with_tls(url, certs)
+            }
+            _ => redis::Client::open(url),
+        }
+        .map_err(|e| anyhow::anyhow!("broker {}: {e}", connection::redact(url)))?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let shared = Arc::new(Shared {
             router,

@@ -1,7 +1,8 @@
 //! The `[http]` table: timeouts, head size, connection caps, the real
-//! client address behind a proxy, allowed origins (docs/security.md "The
-//! HTTP edge", "Origin checks").
+//! client address behind a proxy, allowed origins, TLS (docs/security.md
+//! "The HTTP edge", "Origin checks", "TLS").
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 
 use super::positive;
 use crate::cli::EdgeArgs;
+use crate::tls::ServerTls;
 use crate::transport::origin::OriginPattern;
 use crate::transport::real_ip::Cidr;
 
@@ -37,6 +39,10 @@ pub struct RawHttp {
     pub trusted_proxies: Option<Vec<String>>,
     /// Origins besides the request's own that browsers may come from. Default none.
     pub allowed_origins: Option<Vec<String>>,
+    /// PEM certificate chain (leaf first): the listener serves TLS. With `tls_key`. Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Validated `[http]` settings.
@@ -52,6 +58,8 @@ pub struct EdgeConfig {
     pub proxy_protocol: bool,
     pub trusted_proxies: Vec<Cidr>,
     pub allowed_origins: Vec<OriginPattern>,
+    /// None: plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for EdgeConfig {
@@ -66,6 +74,7 @@ impl Default for EdgeConfig {
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -110,7 +119,16 @@ impl EdgeConfig {
         if max_connections == Some(0) || max_connections_per_ip == Some(0) {
             bail!("http.max_connections and http.max_connections_per_ip must be greater than 0");
         }
+        let tls = match (
+            args.tls_cert.as_ref().or(raw.tls_cert.as_ref()),
+            args.tls_key.as_ref().or(raw.tls_key.as_ref()),
+        ) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
+            _ => bail!("http.tls_cert and http.tls_key go together: give both or neither"),
+        };
         Ok(Self {
+            tls,
             header_timeout: ms(
                 args.header_timeout_ms,
                 raw.header_timeout_ms,
@@ -183,6 +201,8 @@ mod tests {
             "max_connections_per_ip = 0",
             "trusted_proxies = [\"10.0.0.0/40\"]",
             "allowed_origins = [\"example.com\"]",
+            "tls_cert = \"/nonexistent/cert.pem\"",
+            "tls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"",
             "unknown_key = 1",
         ] {
             assert!(parse(bad, &a).is_err(), "{bad}");

@@ -6,7 +6,6 @@
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +13,7 @@ use super::codec::{FrameDecoder, Opcode};
 use super::encode;
 use super::read::{self, Incoming};
 use super::{send_close, write_all, READ_CHUNK};
+use crate::tls::Socket;
 
 #[cfg(test)]
 mod tests;
@@ -30,7 +30,7 @@ pub struct EchoLimits {
 /// Runs one echo connection until the client closes, the framing fails, or
 /// `shutdown` fires (close 1012, as `/v1/ws` does).
 pub async fn run(
-    mut tcp: TcpStream,
+    mut tcp: Socket,
     leftover: Bytes,
     limits: EchoLimits,
     shutdown: CancellationToken,

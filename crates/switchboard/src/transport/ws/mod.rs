@@ -13,17 +13,18 @@ mod tests;
 mod utf8;
 
 use std::io::IoSlice;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde_json::{Map, Value};
 use switchboard_protocol::client::ServerFrame;
 use switchboard_protocol::{AppName, CloseReason, StreamName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::stream::outbox::Outbox;
 use crate::stream::{Connection, Out};
+use crate::tls::Socket;
 use codec::{FrameDecoder, Opcode};
 
 /// Bad frames tolerated within [`BAD_FRAME_WINDOW`] before the connection closes with 1008.
@@ -49,7 +50,7 @@ pub struct Shortcut {
 #[allow(clippy::manual_async_fn)]
 pub fn run(
     mut conn: Connection,
-    mut tcp: TcpStream,
+    mut tcp: Socket,
     leftover: Bytes,
     shortcut: Option<Shortcut>,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -142,18 +143,10 @@ pub fn run(
                     conn.close_all(CloseReason::Shutdown, &mut out);
                     close_with = Some((1012, "shutdown"));
                 }
-                ready = tcp.readable(), if !paused => {
-                    if ready.is_err() {
-                        break;
-                    }
-                    if rbuf.capacity() - rbuf.len() < READ_CHUNK {
-                        rbuf.reserve(READ_CHUNK);
-                    }
-                    match tcp.try_read_buf(&mut rbuf) {
-                        Ok(0) => break,
+                read = std::future::poll_fn(|cx| tcp.poll_read_into(cx, &mut rbuf, READ_CHUNK)), if !paused => {
+                    match read {
+                        Ok(0) | Err(_) => break,
                         Ok(_) => last_heard = Instant::now(),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        Err(_) => break,
                     }
                     let read = Box::pin(read::decode_frames(&mut conn, &mut decoder, &mut rbuf, &mut out, &mut segs, &mut bad)).await;
                     close_with = close_with.or(read.close_with);
@@ -204,12 +197,13 @@ pub fn run(
 /// case; no future, no allocation), else in [`flush`], boxed so that an idle
 /// connection's task stays small.
 async fn send(
-    tcp: &mut TcpStream,
+    tcp: &mut Socket,
     segs: &mut Vec<Bytes>,
     timeout: Duration,
     outbox: &Outbox,
 ) -> Result<(), CloseReason> {
-    match write_now(tcp, segs) {
+    let now = std::future::poll_fn(|cx| Poll::Ready(write_now(tcp, segs, cx))).await;
+    match now {
         Ok(true) => Ok(()),
         Ok(false) => Box::pin(flush(tcp, segs, timeout, outbox)).await,
         Err(e) => {
@@ -246,17 +240,21 @@ fn consume(segs: &mut [Bytes], done: &mut usize, mut n: usize) {
     }
 }
 
-/// Writes what the socket takes without waiting; `true` when all of it went.
-/// What was written is removed from `segs`.
-fn write_now(tcp: &TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<bool> {
+/// Writes what the socket takes without waiting; `true` when all of it went
+/// (for TLS: out of rustls's buffer too). What was written is removed from `segs`.
+fn write_now(
+    tcp: &mut Socket,
+    segs: &mut Vec<Bytes>,
+    cx: &mut Context<'_>,
+) -> std::io::Result<bool> {
     let mut done = 0;
     let result = loop {
         if done == segs.len() {
-            break Ok(true);
+            break tcp.try_flush(cx);
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let n_slices = io_slices(&segs[done..], &mut slices);
-        match tcp.try_write_vectored(&slices[..n_slices]) {
+        match tcp.try_write_vectored(cx, &slices[..n_slices]) {
             Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => consume(segs, &mut done, n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(false),
@@ -264,7 +262,7 @@ fn write_now(tcp: &TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<bool> {
             Err(e) => break Err(e),
         }
     };
-    if matches!(result, Ok(true)) {
+    if done == segs.len() {
         segs.clear();
     } else {
         segs.drain(..done);
@@ -276,7 +274,7 @@ fn write_now(tcp: &TcpStream, segs: &mut Vec<Bytes>) -> std::io::Result<bool> {
 /// behind meanwhile (policy `close`): then it is a slow consumer, given up
 /// on without waiting for the write timeout.
 async fn flush(
-    tcp: &mut TcpStream,
+    tcp: &mut Socket,
     segs: &mut Vec<Bytes>,
     timeout: Duration,
     outbox: &Outbox,
@@ -297,7 +295,7 @@ fn out_ping(cursors: &Map<String, Value>, segs: &mut Vec<Bytes>) {
 /// and drops what the client still sends (its own close frame) for up to
 /// [`LINGER`]. Dropping a socket with unread bytes would send a reset, which
 /// can destroy the close frame before the client has read it.
-async fn send_close(tcp: &mut TcpStream, code: u16, reason: &str) {
+async fn send_close(tcp: &mut Socket, code: u16, reason: &str) {
     let mut segs = Vec::new();
     let payload = Bytes::from(codec::close_payload(code, reason));
     encode::push_frame(Opcode::Close, payload, &mut segs);
@@ -310,7 +308,7 @@ async fn send_close(tcp: &mut TcpStream, code: u16, reason: &str) {
 
 /// Writes every segment, vectored, giving up on a peer that stops reading.
 async fn write_all(
-    tcp: &mut TcpStream,
+    tcp: &mut Socket,
     segs: &mut Vec<Bytes>,
     timeout: Duration,
 ) -> std::io::Result<()> {
@@ -327,7 +325,8 @@ async fn write_all(
             }
             consume(segs, &mut done, n);
         }
-        Ok(())
+        // TLS: what rustls holds; plain TCP holds nothing.
+        tcp.flush().await
     };
     let r = tokio::time::timeout(timeout, write)
         .await

@@ -97,5 +97,11 @@ async fn echo_server(listener: tokio::net::TcpListener, max_message: usize) {
         max_message,
         write_timeout: std::time::Duration::from_secs(10),
     };
-    run(socket, buf.freeze(), limits, CancellationToken::new()).await;
+    run(
+        crate::tls::Socket::Plain(socket),
+        buf.freeze(),
+        limits,
+        CancellationToken::new(),
+    )
+    .await;
 }
