@@ -91,7 +91,7 @@ impl MemoryBroker {
         }
     }
 
-    /// Bytes the history of every topic holds now (see [`cost`]).
+    /// Bytes the history of every topic holds now (each message counts its topic, data and dedup key, plus a fixed overhead: `cost`).
     pub fn history_bytes(&self) -> usize {
         self.node.total.load(Ordering::Relaxed)
     }
