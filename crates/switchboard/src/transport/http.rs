@@ -181,7 +181,10 @@ async fn serve_connection(
         Some(server) => {
             let started = tokio::time::Instant::now();
             let acceptor = tokio_rustls::TlsAcceptor::from(server.config.clone());
-            match tls::accept(&acceptor, tcp, edge.header_timeout, edge.max_head_bytes).await {
+            // Boxed: the handshake's state (over a kilobyte) would otherwise
+            // stay in this future for the connection's life, TLS or not.
+            let handshake = tls::accept(&acceptor, tcp, edge.header_timeout, edge.max_head_bytes);
+            match Box::pin(handshake).await {
                 Ok(socket) => {
                     first_head = edge
                         .header_timeout
