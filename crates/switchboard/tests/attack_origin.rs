@@ -6,9 +6,10 @@
 
 mod edge;
 
-use edge::{peer_event, still_serves, subscriber, ws_handshake, EdgeGateway};
+use edge::{peer_event, read_status, still_serves, subscriber, ws_handshake, EdgeGateway};
 use serde_json::{json, Value};
 use test_support::{http_request, SseClient};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const EVIL: &str = "https://evil.example";
@@ -105,6 +106,7 @@ async fn websocket_upgrades_from_foreign_origins_are_refused() -> anyhow::Result
 #[tokio::test]
 async fn sse_from_foreign_origins_is_refused() -> anyhow::Result<()> {
     let s = Setup::start().await?;
+    let mut ws = subscriber(&s.edge.gateway, "calm").await?;
     let url = s.edge.gateway.url("/v1/sse/pubsub?topic=calm");
     for origin in foreign(&s.own()) {
         let sse = SseClient::connect(&url, &[("Origin", &origin)]).await?;
@@ -115,12 +117,13 @@ async fn sse_from_foreign_origins_is_refused() -> anyhow::Result<()> {
         assert_eq!(sse.status(), 200, "{origin}");
     }
     assert_eq!(SseClient::connect(&url, &[]).await?.status(), 200);
-    Ok(())
+    still_serves(&s.edge.gateway, Some("pk"), &mut ws, "calm", 1).await
 }
 
 #[tokio::test]
 async fn publish_and_admin_from_foreign_origins_are_refused_key_or_no_key() -> anyhow::Result<()> {
     let s = Setup::start().await?;
+    let mut ws = subscriber(&s.edge.gateway, "bystander").await?;
     let msg = json!({"topic": "calm", "data": {"n": 1}});
     for origin in foreign(&s.own()) {
         for key in [Some("pk"), None] {
@@ -149,7 +152,60 @@ async fn publish_and_admin_from_foreign_origins_are_refused_key_or_no_key() -> a
             .await?;
         assert_eq!(status, 200, "{o:?}: {body}");
     }
-    Ok(())
+    still_serves(&s.edge.gateway, Some("pk"), &mut ws, "bystander", 1).await
+}
+
+/// A request as a browser on `host` sends it: `Host` and `Origin` agree.
+async fn as_page_on(
+    gateway: &test_support::Gateway,
+    host: &str,
+    head: &str,
+    body: &str,
+) -> anyhow::Result<Option<u16>> {
+    let mut tcp = TcpStream::connect(gateway.addr()).await?;
+    let req = format!(
+        "{head}\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await?;
+    read_status(&mut tcp).await
+}
+
+#[tokio::test]
+async fn dns_rebinding_is_not_same_origin_on_a_loopback_listener() -> anyhow::Result<()> {
+    // The bare install: loopback, anonymous publish, a direct app on any topic.
+    let edge = EdgeGateway::start("").await?;
+    let gw = &edge.gateway;
+    let mut ws = subscriber(gw, "calm").await?;
+    let port = gw.addr().port();
+    let upgrade = "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13";
+    let sse = "GET /v1/sse/pubsub?topic=calm HTTP/1.1";
+    let publish = "POST /v1/publish HTTP/1.1\r\nContent-Type: application/json";
+    let msg = r#"{"topic":"calm","data":{"n":9}}"#;
+    // A page on evil.test, whose name the attacker made resolve to 127.0.0.1.
+    let evil = format!("evil.test:{port}");
+    assert_eq!(
+        as_page_on(gw, &evil, upgrade, "").await?,
+        Some(403),
+        "WebSocket"
+    );
+    assert_eq!(as_page_on(gw, &evil, sse, "").await?, Some(403), "SSE");
+    assert_eq!(
+        as_page_on(gw, &evil, publish, msg).await?,
+        Some(403),
+        "publish"
+    );
+    // Pages the gateway itself can have served still pass.
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        assert_eq!(
+            as_page_on(gw, &host, upgrade, "").await?,
+            Some(101),
+            "{host}"
+        );
+    }
+    // Nothing the refused publish carried arrived: the next message is n = 1.
+    still_serves(gw, None, &mut ws, "calm", 1).await
 }
 
 #[tokio::test]

@@ -259,7 +259,11 @@ async fn route(
     if path.starts_with("/v1/") {
         let own = if peer.tls { "https" } else { "http" };
         let scheme = origin::request_scheme(req.headers(), own, via_proxy);
-        if !origin::allowed(req.headers(), scheme, &gw.config.edge.allowed_origins) {
+        // A loopback listener reached directly (no trusted proxy that set
+        // `Host`) takes only loopback names as its own origin: DNS rebinding.
+        let loopback_names = !via_proxy && gw.config.listen.ip().is_loopback();
+        let allowed = &gw.config.edge.allowed_origins;
+        if !origin::allowed(req.headers(), scheme, allowed, loopback_names) {
             gw.edge.stats.forbidden_origins.inc();
             return Ok(json_error(
                 403,

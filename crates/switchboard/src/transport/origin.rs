@@ -131,8 +131,17 @@ impl OriginPattern {
 
 /// Whether the request may go on: no `Origin`, or one equal to the
 /// request's own origin (`scheme` of the listener, host and port of
-/// `Host`), or one that `allowed` matches.
-pub fn allowed(headers: &HeaderMap, scheme: &str, allowed: &[OriginPattern]) -> bool {
+/// `Host`), or one that `allowed` matches. With `loopback_names`, the own
+/// origin counts only when `Host` names the loopback (`localhost`,
+/// `*.localhost`, `127.0.0.0/8`, `[::1]`): a DNS-rebinding page
+/// (`evil.test` made to resolve to 127.0.0.1) sends a `Host` and an
+/// `Origin` that agree, and must not pass as same-origin.
+pub fn allowed(
+    headers: &HeaderMap,
+    scheme: &str,
+    allowed: &[OriginPattern],
+    loopback_names: bool,
+) -> bool {
     let mut values = headers.get_all(hyper::header::ORIGIN).iter();
     let Some(value) = values.next() else {
         return true;
@@ -143,8 +152,21 @@ pub fn allowed(headers: &HeaderMap, scheme: &str, allowed: &[OriginPattern]) -> 
     let Some(origin) = value.to_str().ok().and_then(Origin::parse) else {
         return allowed.contains(&OriginPattern::Any);
     };
-    own_origin(headers, scheme).is_some_and(|own| own == origin)
+    own_origin(headers, scheme)
+        .is_some_and(|own| own == origin && (!loopback_names || names_loopback(&own.host)))
         || allowed.iter().any(|p| p.matches(&origin))
+}
+
+/// Whether `host` (lowercase, as [`Origin`] keeps it) can only mean this
+/// machine: browsers resolve `localhost` and `*.localhost` to the loopback
+/// themselves, and an IP literal is not looked up.
+fn names_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost"
+        || bare.ends_with(".localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The scheme a request came by: `listener`'s, or `https` when a trusted
@@ -183,6 +205,44 @@ mod tests {
         h
     }
 
+    /// The own-origin rule of a listener that is not loopback.
+    fn allowed_anywhere(h: &HeaderMap, scheme: &str, p: &[OriginPattern]) -> bool {
+        allowed(h, scheme, p, false)
+    }
+
+    #[test]
+    fn on_a_loopback_listener_only_loopback_names_are_the_own_origin() {
+        let none = patterns(&[]);
+        let same = |host: &str| headers(&[("host", host), ("origin", &format!("http://{host}"))]);
+        for host in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "app.localhost:8080",
+            "127.9.9.9",
+        ] {
+            assert!(allowed(&same(host), "http", &none, true), "{host}");
+        }
+        // DNS rebinding: the page's own name, made to resolve to 127.0.0.1.
+        for host in [
+            "evil.test:8080",
+            "localhost.evil.test:8080",
+            "10.0.0.5:8080",
+        ] {
+            assert!(!allowed(&same(host), "http", &none, true), "{host}");
+            assert!(allowed(&same(host), "http", &none, false), "{host}");
+        }
+        // Unless the operator lists it; and clients without Origin pass.
+        let listed = patterns(&["http://evil.test:8080"]);
+        assert!(allowed(&same("evil.test:8080"), "http", &listed, true));
+        assert!(allowed(
+            &headers(&[("host", "evil.test:8080")]),
+            "http",
+            &none,
+            true
+        ));
+    }
+
     fn patterns(list: &[&str]) -> Vec<OriginPattern> {
         list.iter()
             .map(|p| OriginPattern::parse(p).unwrap())
@@ -192,44 +252,56 @@ mod tests {
     #[test]
     fn same_origin_and_no_origin_pass() {
         let none = patterns(&[]);
-        assert!(allowed(
+        assert!(allowed_anywhere(
             &headers(&[("host", "gw.test:8080")]),
             "http",
             &none
         ));
         let same = headers(&[("host", "GW.test:8080"), ("origin", "http://gw.test:8080")]);
-        assert!(allowed(&same, "http", &none));
+        assert!(allowed_anywhere(&same, "http", &none));
         let default_port = headers(&[("host", "gw.test"), ("origin", "http://gw.test:80")]);
-        assert!(allowed(&default_port, "http", &none));
+        assert!(allowed_anywhere(&default_port, "http", &none));
         let other_scheme = headers(&[("host", "gw.test"), ("origin", "https://gw.test")]);
-        assert!(!allowed(&other_scheme, "http", &none));
-        assert!(allowed(&other_scheme, "https", &none));
+        assert!(!allowed_anywhere(&other_scheme, "http", &none));
+        assert!(allowed_anywhere(&other_scheme, "https", &none));
         let other_port = headers(&[("host", "gw.test:8080"), ("origin", "http://gw.test:8081")]);
-        assert!(!allowed(&other_port, "http", &none));
+        assert!(!allowed_anywhere(&other_port, "http", &none));
     }
 
     #[test]
     fn foreign_origins_need_a_pattern() {
         let h = |o: &str| headers(&[("host", "gw.test"), ("origin", o)]);
         let p = patterns(&["https://app.example.com", "https://*.example.org"]);
-        assert!(allowed(&h("https://app.example.com"), "http", &p));
-        assert!(allowed(&h("https://APP.example.com:443"), "http", &p));
-        assert!(!allowed(&h("http://app.example.com"), "http", &p));
-        assert!(!allowed(&h("https://app.example.com:8443"), "http", &p));
-        assert!(allowed(&h("https://a.example.org"), "http", &p));
-        assert!(allowed(&h("https://a.b.example.org"), "http", &p));
-        assert!(!allowed(&h("https://example.org"), "http", &p));
-        assert!(!allowed(&h("https://evilexample.org"), "http", &p));
-        assert!(!allowed(&h("https://evil.com"), "http", &p));
-        assert!(!allowed(&h("null"), "http", &p));
-        assert!(!allowed(&h("https://app.example.com/path"), "http", &p));
-        assert!(allowed(&h("null"), "http", &patterns(&["*"])));
+        assert!(allowed_anywhere(&h("https://app.example.com"), "http", &p));
+        assert!(allowed_anywhere(
+            &h("https://APP.example.com:443"),
+            "http",
+            &p
+        ));
+        assert!(!allowed_anywhere(&h("http://app.example.com"), "http", &p));
+        assert!(!allowed_anywhere(
+            &h("https://app.example.com:8443"),
+            "http",
+            &p
+        ));
+        assert!(allowed_anywhere(&h("https://a.example.org"), "http", &p));
+        assert!(allowed_anywhere(&h("https://a.b.example.org"), "http", &p));
+        assert!(!allowed_anywhere(&h("https://example.org"), "http", &p));
+        assert!(!allowed_anywhere(&h("https://evilexample.org"), "http", &p));
+        assert!(!allowed_anywhere(&h("https://evil.com"), "http", &p));
+        assert!(!allowed_anywhere(&h("null"), "http", &p));
+        assert!(!allowed_anywhere(
+            &h("https://app.example.com/path"),
+            "http",
+            &p
+        ));
+        assert!(allowed_anywhere(&h("null"), "http", &patterns(&["*"])));
         let two = headers(&[
             ("host", "gw.test"),
             ("origin", "http://gw.test"),
             ("origin", "http://gw.test"),
         ]);
-        assert!(!allowed(&two, "http", &p));
+        assert!(!allowed_anywhere(&two, "http", &p));
     }
 
     #[test]
@@ -254,7 +326,7 @@ mod tests {
             let mut h = HeaderMap::new();
             if let Ok(v) = text.parse() { h.insert("origin", v); }
             if let Ok(v) = host.parse() { h.insert("host", v); }
-            let _ = allowed(&h, "http", &patterns(&["https://*.example.com"]));
+            let _ = allowed_anywhere(&h, "http", &patterns(&["https://*.example.com"]));
             let _ = OriginPattern::parse(&text);
         }
     }
