@@ -10,7 +10,8 @@ mod edge;
 use std::net::SocketAddr;
 
 use edge::{
-    closed_within, connect_from, peer_event, read_status, ws_handshake, EdgeGateway, KeepAlive,
+    closed_within, connect_from, peer_event, read_status, still_serves, subscriber, ws_handshake,
+    EdgeGateway, KeepAlive,
 };
 use serde_json::json;
 use switchboard::transport::proxy_protocol::v2_header;
@@ -137,6 +138,7 @@ async fn connections_without_a_valid_proxy_header_are_closed() -> anyhow::Result
 #[tokio::test]
 async fn forwarded_for_is_believed_from_trusted_proxies_only() -> anyhow::Result<()> {
     let s = Setup::start("", "trusted_proxies = [\"127.0.0.2\"]").await?;
+    let mut ws = subscriber(&s.edge.gateway, "calm").await?;
     let xff = [("X-Forwarded-For", "198.51.100.9")];
     assert_eq!(s.remote_addr("127.0.0.2", b"", &xff).await?, "198.51.100.9");
     assert_eq!(
@@ -151,7 +153,7 @@ async fn forwarded_for_is_believed_from_trusted_proxies_only() -> anyhow::Result
         "what the client wrote left of the proxy's entry is not believed"
     );
     assert_eq!(s.remote_addr("127.0.0.2", b"", &[]).await?, "127.0.0.2");
-    Ok(())
+    still_serves(&s.edge.gateway, None, &mut ws, "calm", 1).await
 }
 
 async fn anonymous_publish(
@@ -227,5 +229,35 @@ async fn the_address_cap_counts_forwarded_clients_behind_a_trusted_proxy() -> an
     let two = [("X-Forwarded-For", "198.51.100.2")];
     assert_eq!(s.remote_addr("127.0.0.1", b"", &two).await?, "198.51.100.2");
     drop(held);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_address_cap_counts_the_proxy_protocol_client_address() -> anyhow::Result<()> {
+    let s = Setup::start("", "proxy_protocol = true\nmax_connections_per_ip = 2").await?;
+    let named = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n";
+    // Two connections of one client, through one proxy address.
+    let mut first = KeepAlive::open_with_prefix(s.addr(), named).await?;
+    let mut second = KeepAlive::open_with_prefix(s.addr(), named).await?;
+    for keep in [&mut first, &mut second] {
+        assert_eq!(keep.request("GET", "/healthz", None).await?.0, 200);
+    }
+    // A third of that client is closed at once and counted.
+    let mut third = TcpStream::connect(s.addr()).await?;
+    third.write_all(named).await?;
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    assert!(
+        closed_within(&mut third, WAIT).await,
+        "a third connection of 203.0.113.7 is open"
+    );
+    let refused = "switchboard_connections_refused{reason=\"max_connections_per_ip\"}";
+    first.wait_metric(refused, ">= 1", |v| v >= 1.0).await?;
+    // The proxy's address is not what is capped: another client through it
+    // is served, and so is the first client's open connection.
+    let other = b"PROXY TCP4 203.0.113.8 127.0.0.1 5556 80\r\n";
+    assert_eq!(s.remote_addr("127.0.0.1", other, &[]).await?, "203.0.113.8");
+    assert_eq!(second.request("GET", "/healthz", None).await?.0, 200);
     Ok(())
 }
