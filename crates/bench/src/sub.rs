@@ -294,7 +294,7 @@ impl Stats {
     }
 }
 
-type Shared = Rc<RefCell<Stats>>;
+type SharedStats = Rc<RefCell<Stats>>;
 
 fn thread_main(
     cfg: Arc<SubCfg>,
@@ -320,7 +320,7 @@ fn thread_main(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let stats: Shared = Rc::new(RefCell::new(Stats::new(cfg.topics)));
+        let stats: SharedStats = Rc::new(RefCell::new(Stats::new(cfg.topics)));
         let gate = Rc::new(Semaphore::new(cfg.concurrency.max(1)));
         let done = Rc::new((Cell::new(0usize), Notify::new()));
         let deadline = Instant::now() + cfg.connect_timeout;
@@ -536,7 +536,7 @@ async fn wait_opened(c: &mut Open) -> Result<()> {
 /// Receives WebSocket frames until the connection ends; returns why it ended.
 /// With `raw`, every text frame is a message as published (Pushpin, Nchan);
 /// otherwise frames are the gateway's JSON frames, classified by `type`.
-async fn ws_loop(mut c: Open, topic: usize, raw: bool, stats: &Shared) -> String {
+async fn ws_loop(mut c: Open, topic: usize, raw: bool, stats: &SharedStats) -> String {
     let mut last_seq = 0u64;
     let mut reply: Vec<u8> = Vec::new();
     let mut now = unix_ns();
@@ -596,7 +596,7 @@ async fn ws_loop(mut c: Open, topic: usize, raw: bool, stats: &Shared) -> String
 }
 
 /// Receives an SSE body (chunked or not) until it ends; returns why it ended.
-async fn sse_loop(mut c: Open, topic: usize, stats: &Shared) -> String {
+async fn sse_loop(mut c: Open, topic: usize, stats: &SharedStats) -> String {
     let mut last_seq = 0u64;
     let mut dechunk = c.chunked.then(Dechunk::default);
     let mut body: Vec<u8> = Vec::new();

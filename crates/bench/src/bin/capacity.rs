@@ -26,7 +26,7 @@ use switchboard::capability::batch::Batcher;
 use switchboard::capability::dedup::Dedup;
 use switchboard::capability::rate_limit::RateLimiter;
 use switchboard::capability::sink::{self, Sink, SinkConfig, SinkTarget};
-use switchboard::capability::timer::{TimerKind, TimerToken, Timers};
+use switchboard::capability::timer_shards::{TimerKind, TimerToken, Timers};
 use switchboard::dispatcher::LambdaClient;
 use switchboard::ops::config::SlowConsumer;
 use switchboard::stream::outbox::{Inbound, Outbox};

@@ -141,7 +141,7 @@ impl Args {
 
 /// Counters shared by the connection tasks.
 #[derive(Default)]
-struct Shared {
+struct Counters {
     opened: AtomicU64,
     rejected: AtomicU64,
     conns_ok: AtomicU64,
@@ -330,7 +330,7 @@ enum Seen {
 /// Handles the whole frames in the buffer; queues pongs in `reply`.
 fn frames(
     c: &mut Conn,
-    sh: &Shared,
+    sh: &Counters,
     reply: &mut Vec<u8>,
     seen: &mut Vec<Seen>,
 ) -> Result<usize, String> {
@@ -444,7 +444,7 @@ async fn connect(args: &Args, target: &Target, idx: usize) -> Result<Conn> {
 }
 
 /// Opens this connection's streams, at most `open_window` unanswered at a time.
-async fn open_streams(args: &Args, c: &mut Conn, idx: usize, sh: &Shared) -> Result<()> {
+async fn open_streams(args: &Args, c: &mut Conn, idx: usize, sh: &Counters) -> Result<()> {
     let total = args.streams;
     let (mut next, mut pending, mut answered) = (0usize, 0usize, 0usize);
     let mut out = Vec::new();
@@ -503,7 +503,7 @@ async fn open_streams(args: &Args, c: &mut Conn, idx: usize, sh: &Shared) -> Res
 }
 
 /// Reads and discards frames (answering pings) until `stop` or the end.
-async fn hold(c: &mut Conn, sh: &Shared, mut stop: watch::Receiver<bool>) -> Option<String> {
+async fn hold(c: &mut Conn, sh: &Counters, mut stop: watch::Receiver<bool>) -> Option<String> {
     let mut reply = Vec::new();
     let mut seen = Vec::new();
     loop {
@@ -537,7 +537,7 @@ async fn connection(
     args: Arc<Args>,
     target: Target,
     idx: usize,
-    sh: Arc<Shared>,
+    sh: Arc<Counters>,
     gate: Arc<Semaphore>,
     open_deadline: Instant,
     stop: watch::Receiver<bool>,
@@ -682,7 +682,7 @@ async fn run(args: Args) -> Result<Value> {
 
     // Open phase.
     let args = Arc::new(args);
-    let sh = Arc::new(Shared::default());
+    let sh = Arc::new(Counters::default());
     let gate = Arc::new(Semaphore::new(args.open_concurrency.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let t_open = Instant::now();
@@ -1108,7 +1108,7 @@ mod tests {
     #[test]
     fn frames_are_handled_and_pings_answered() {
         // Build a connection-less buffer check through `frames` by hand.
-        let sh = Shared::default();
+        let sh = Counters::default();
         let mut buf = Vec::new();
         for p in [
             &br#"{"type":"opened","stream":"s0"}"#[..],

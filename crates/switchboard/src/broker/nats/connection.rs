@@ -16,7 +16,7 @@ use switchboard_protocol::Topic;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{message, subjects, unavailable, Follow, Session, Shared, CONFIRM_TIMEOUT, MIN_KEEP};
+use super::{message, subjects, unavailable, Follow, NatsCore, Session, CONFIRM_TIMEOUT, MIN_KEEP};
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
 use crate::ops::supervise::{supervise as supervised, Kept, TaskKind};
@@ -91,7 +91,7 @@ fn login(
 /// Tracks the connection: on every (re)connection ensures the stream, reads
 /// the epoch, and starts a new session (followers catch up); on a loss marks
 /// the node not ready at once.
-pub(super) async fn supervise(shared: Arc<Shared>, events: Kept<mpsc::Receiver<Event>>) {
+pub(super) async fn supervise(shared: Arc<NatsCore>, events: Kept<mpsc::Receiver<Event>>) {
     let mut events_rx = events.hold().await;
     // A restart after a panic ensures the stream again and starts a session.
     shared.ready.store(false, Ordering::Release);
@@ -168,7 +168,7 @@ const STREAM_CHECK_TICKS: u32 = 8;
 /// Marks the node not ready if the stream is gone (the next tick recreates
 /// it), and starts a new store session if it was recreated elsewhere; true
 /// in that case.
-async fn check_stream(shared: &Shared) -> bool {
+async fn check_stream(shared: &NatsCore) -> bool {
     use async_nats::jetstream::context::GetStreamErrorKind;
     match shared.js.get_stream(subjects::STREAM).await {
         Ok(s) => {
@@ -206,7 +206,7 @@ fn epoch_of(info: &stream::Info) -> String {
 /// One stream holds every topic: it keeps the widest bounds of any topic
 /// (each topic's own are applied when its history is read) within
 /// `nats_max_bytes` overall, dropping the stream's oldest messages first.
-fn stream_config(shared: &Shared, first_sequence: u64) -> stream::Config {
+fn stream_config(shared: &NatsCore, first_sequence: u64) -> stream::Config {
     let widest = shared.history.widest();
     stream::Config {
         name: subjects::STREAM.into(),
@@ -233,7 +233,7 @@ fn stream_config(shared: &Shared, first_sequence: u64) -> stream::Config {
 /// Gets the history stream, or creates it. A new stream starts its sequences
 /// at (creation ms x 1000), so ids stay increasing even across a lost store
 /// and streams that saw the old ids keep taking the new ones.
-async fn ensure_stream(shared: &Shared) -> anyhow::Result<stream::Stream> {
+async fn ensure_stream(shared: &NatsCore) -> anyhow::Result<stream::Stream> {
     use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     match shared.js.get_stream(subjects::STREAM).await {
         Ok(s) => {
@@ -310,7 +310,7 @@ fn usable(config: &stream::Config) -> anyhow::Result<()> {
 
 /// Declares this node's interest in `topic`: subscribes to its live subject
 /// and starts its follower; resolves once the server has the subscription.
-pub(super) async fn watch(shared: &Arc<Shared>, topic: Topic) -> Result<(), BrokerError> {
+pub(super) async fn watch(shared: &Arc<NatsCore>, topic: Topic) -> Result<(), BrokerError> {
     let ready = shared.is_ready();
     // The position before subscribing: the follower catches up from it after
     // a reconnection, and spots messages that fell between read and subscribe.
@@ -368,7 +368,7 @@ pub(super) async fn watch(shared: &Arc<Shared>, topic: Topic) -> Result<(), Brok
 /// catches up from history after a reconnection or wherever the republished
 /// `Nats-Last-Sequence` shows a message it did not get.
 struct Follower {
-    shared: Arc<Shared>,
+    shared: Arc<NatsCore>,
     topic: Topic,
     /// The newest sequence delivered (or the position when interest began);
     /// None: unknown (interest declared while disconnected).
@@ -386,7 +386,12 @@ struct Followed {
     store: Option<u64>,
 }
 
-async fn follow(shared: Arc<Shared>, topic: Topic, kept: Kept<Followed>, stop: CancellationToken) {
+async fn follow(
+    shared: Arc<NatsCore>,
+    topic: Topic,
+    kept: Kept<Followed>,
+    stop: CancellationToken,
+) {
     let mut kept = kept.hold().await;
     let Followed { sub, last, store } = &mut *kept;
     let mut session = shared.session.subscribe();

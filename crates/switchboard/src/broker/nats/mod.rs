@@ -31,7 +31,7 @@ use crate::router::TopicRouter;
 const MIN_KEEP: Duration = Duration::from_secs(3600);
 
 pub struct NatsBroker {
-    shared: Arc<Shared>,
+    shared: Arc<NatsCore>,
 }
 
 /// A connection generation as the topic followers see it: `connected` moves
@@ -42,7 +42,9 @@ struct Session {
     store: u64,
 }
 
-struct Shared {
+/// The broker's core, shared by the `NatsBroker` handle, its connection
+/// task and the follower tasks: the client, readiness, epoch and this node's interest.
+struct NatsCore {
     router: Arc<TopicRouter>,
     client: async_nats::Client,
     js: jetstream::Context,
@@ -78,7 +80,7 @@ impl NatsBroker {
     ) -> anyhow::Result<Self> {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
         let client = connection::connect(url, ca, events_tx).await?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(NatsCore {
             router,
             js: jetstream::new(client.clone()),
             client,
@@ -110,7 +112,7 @@ impl Drop for NatsBroker {
     }
 }
 
-impl Shared {
+impl NatsCore {
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
             && self.client.connection_state() == async_nats::connection::State::Connected
