@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use test_support::extra::publish_many;
+use test_support::publish_many;
 use test_support::{
     cursor_position, eventually, parse_cursor, publish, Gateway, LoggingPhp, SseClient, SseEvent,
     WsClient, WAIT,

@@ -635,7 +635,7 @@ async fn sigterm_closes_clients_with_1012_and_exits_0() -> anyhow::Result<()> {
     gateway.signal("TERM")?;
 
     assert_eq!(ws.recv_close(WAIT).await?, Some(1012));
-    test_support::extra::expect_sse_closed(&mut sse, 1012).await?;
+    test_support::expect_sse_closed(&mut sse, 1012).await?;
     let status = gateway.wait_exit(Duration::from_secs(30)).await?;
     assert!(status.success(), "{status}");
     Ok(())
