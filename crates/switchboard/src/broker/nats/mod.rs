@@ -3,6 +3,7 @@
 //! order, to a core subject that nodes subscribe to per topic of interest.
 
 mod connection;
+mod follower;
 mod subjects;
 
 use std::collections::HashMap;
@@ -315,7 +316,7 @@ impl Broker for NatsBroker {
 
     fn watch(&self, topic: &Topic) -> BoxFuture<'_, Result<(), BrokerError>> {
         let topic = topic.clone();
-        Box::pin(async move { connection::watch(&self.shared, topic).await })
+        Box::pin(async move { follower::watch(&self.shared, topic).await })
     }
 
     fn unwatch(&self, topic: &Topic) {
