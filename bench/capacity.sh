@@ -3,7 +3,7 @@
 # operation on this machine (GCRA check, dedup check, batch push, timer arm +
 # fire, direct-delivery encode, lambda event encode, lambda round trips
 # through a minimal local lambda with and without batching). Builds and runs
-# `capacity` (crates/bench/src/bin/capacity.rs) in release mode and prints a
+# `capacity` (crates/bench/src/bin/capacity/main.rs) in release mode and prints a
 # table; docs/capacity.md explains how to use the figures.
 #
 #   bench/capacity.sh                 # full run (about a minute)

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::Broker;
 use crate::capability::sink::Sink;
-use crate::capability::timer::Timers;
+use crate::capability::timer_shards::Timers;
 
 /// Sinks by name.
 pub type Sinks = HashMap<String, Sink>;
@@ -93,7 +93,7 @@ impl Gateway {
         );
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
         let timers = Timers::start(shards);
-        let shared = crate::dispatcher::Shared {
+        let shared = crate::dispatcher::DispatcherParts {
             client: lambda_client.clone(),
             broker: broker.clone(),
             sinks: sinks.clone(),

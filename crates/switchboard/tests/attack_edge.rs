@@ -10,7 +10,7 @@ mod edge;
 use std::time::Duration;
 
 use edge::{closed_within, connect_from, read_status, still_serves, subscriber, KeepAlive, BIN};
-use test_support::extra::{gateway_with_config, write_config, Metrics};
+use test_support::{gateway_with_config, write_config, Metrics};
 use test_support::{within, Gateway, TempDir, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

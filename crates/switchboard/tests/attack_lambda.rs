@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{wait_app_metric, Metrics};
 use test_support::{php_script, publish, Gateway, PhpServer, WsClient};
+use test_support::{wait_app_metric, Metrics};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Generous: PHP and the gateway share two busy cores.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use test_support::brokers::NatsServer;
-use test_support::extra::{gateway_with_config, peak_rss_kib, publish_many, Metrics};
+use test_support::{gateway_with_config, peak_rss_kib, publish_many, Metrics};
 use test_support::{get, parse_cursor, publish, Gateway, SseClient, SseEvent, TempDir, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -192,7 +192,7 @@ async fn the_nats_history_stream_gets_max_bytes() -> anyhow::Result<()> {
     let nats = NatsServer::start().await?;
     let dir = TempDir::new("sb-attack-memory")?;
     let config = "[[history.prefixes]]\nprefix = \"scores/\"\nmax_messages = 5000\n";
-    let path = test_support::extra::write_config(&dir, config)?;
+    let path = test_support::write_config(&dir, config)?;
     let env = [("SWITCHBOARD_HISTORY_NATS_MAX_BYTES", "123456789")];
     let args = [
         "--broker",

@@ -8,7 +8,7 @@
 
 use serde_json::json;
 use test_support::brokers::{NatsServer, RedisServer};
-use test_support::extra::write_config;
+use test_support::write_config;
 use test_support::{
     eventually, get, http_request, php_script, publish, Gateway, PhpServer, SseClient, TempDir,
     WAIT,

@@ -1,6 +1,6 @@
 //! Attacks on what streams may follow and how fast they open (issue 11,
 //! points 4 and 5), against the real gateway and a lambda in the test
-//! (test_support::extra::MockLambda): a direct app beside a lambda app
+//! (test_support::MockLambda): a direct app beside a lambda app
 //! reading or resuming the lambda app's topics, a lambda subscribing
 //! outside its app's `topics`, a topic flood in one open, an open flood on
 //! one connection. After each, a well-behaved client is still served.
@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use test_support::extra::{
+use test_support::{
     answer_each, gateway_with_config, publish_many, wait_app_metric, write_config, Metrics,
     MockHandler, MockLambda, MockReply,
 };

@@ -1,6 +1,6 @@
 //! Attacks on the queues between clients and lambdas (issue 11, point 5),
 //! against the real gateway and a lambda in the test whose answers the test
-//! holds back (test_support::extra::MockLambda, `Gated`): a `send` flood
+//! holds back (test_support::MockLambda, `Gated`): a `send` flood
 //! against a stalled lambda is held back in the client's socket (the
 //! gateway's memory stays bounded, and every send arrives, in order, once
 //! the lambda answers); clients reconnecting with opens for a stalled
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use test_support::extra::{
+use test_support::{
     answer_each, gateway_with_config, publish_many, rss_kib, Metrics, MockHandler, MockLambda,
     MockReply,
 };

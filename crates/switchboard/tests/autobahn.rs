@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use test_support::extra::{client_frame, RawWs};
+use test_support::{client_frame, RawWs};
 use test_support::{get, repo_path, Gateway, TempDir, WsClient, WsFrame, WAIT};
 use tokio::process::Command;
 

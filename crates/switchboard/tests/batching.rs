@@ -1,5 +1,5 @@
 //! The dispatcher's batching across streams, seen at a lambda in the test
-//! (test_support::extra::MockLambda) whose first call is held until the
+//! (test_support::MockLambda) whose first call is held until the
 //! test lets it go: an idle
 //! lambda gets an event at once, in a request of its own; events of other
 //! streams that queue while that call is in flight go out together in the
@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use test_support::extra::{
-    answer_each, gateway_with_config, wait_app_metric, MockLambda, MockReply,
-};
+use test_support::{answer_each, gateway_with_config, wait_app_metric, MockLambda, MockReply};
 use test_support::{eventually, TempDir, WsClient, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");

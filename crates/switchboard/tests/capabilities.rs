@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use caps::{events_until, next_event, wait_metric, Caps};
 use serde_json::{json, Value};
-use test_support::extra::publish_many;
+use test_support::publish_many;
 use test_support::{cursor_position, WAIT};
 
 // ---- Rate limits ------------------------------------------------------------

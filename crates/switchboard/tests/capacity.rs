@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use caps::{command, next_event, next_named, wait_metric, Caps, APP, BIN};
 use serde_json::{json, Value};
-use test_support::extra::{publish_many, Metrics};
 use test_support::{eventually, http_request, Gateway, HttpResponse, WsClient, WAIT};
+use test_support::{publish_many, Metrics};
 
 async fn admin_apps(gateway: &Gateway, auth: Option<&str>) -> anyhow::Result<HttpResponse> {
     let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
@@ -128,7 +128,7 @@ async fn metrics_and_the_admin_api_account_for_each_capability_per_app() -> anyh
     wait_metric(&caps, "sink_records", |v| v >= 3.0).await?;
     wait_metric(&caps, "lambda_events", |v| v >= 7.0).await?;
     eventually(WAIT, "the close event's record in the sink", || {
-        let n = test_support::extra::read_json_lines(&caps.dir().join("cap.jsonl")).len();
+        let n = test_support::read_json_lines(&caps.dir().join("cap.jsonl")).len();
         (n == 3).then_some(())
     })
     .await?;

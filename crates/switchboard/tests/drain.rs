@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use test_support::extra::{
+use test_support::{
     expect_sse_closed, gateway_with_config, process_alive, read_json_lines, Metrics,
 };
 use test_support::{Gateway, LoggingPhp, SseClient, WsClient, WsFrame, WAIT};
@@ -132,7 +132,7 @@ async fn sigterm_drains_clients_lambda_and_sinks_then_exits_0() -> anyhow::Resul
     send(&mut ws1, "b", 2).await?;
     send(&mut ws2, "c", 3).await?;
     let url = setup.gateway.http_url();
-    test_support::extra::wait_app_metric(&url, "sink_records", APP, WAIT, |v| v >= 3.0).await?;
+    test_support::wait_app_metric(&url, "sink_records", APP, WAIT, |v| v >= 3.0).await?;
     assert!(
         setup.sink_records().is_empty(),
         "records are buffered, not yet written"
@@ -199,7 +199,7 @@ async fn sigint_drains_the_same_way() -> anyhow::Result<()> {
     let mut sse = setup.sse("x").await?;
     send(&mut ws, "a", 7).await?;
     let url = setup.gateway.http_url();
-    test_support::extra::wait_app_metric(&url, "sink_records", APP, WAIT, |v| v >= 1.0).await?;
+    test_support::wait_app_metric(&url, "sink_records", APP, WAIT, |v| v >= 1.0).await?;
     let metrics = Metrics::fetch(&url).await?;
     assert_eq!(metrics.app("streams", APP), 2.0);
 

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{gateway_with_config, publish_many, raw_get, Metrics, RawFrame, RawWs};
 use test_support::{cursor_position, Gateway, LoggingPhp, SseClient, WsClient, WAIT};
+use test_support::{gateway_with_config, publish_many, raw_get, Metrics, RawFrame, RawWs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const KEEPALIVE_MS: u64 = 300;

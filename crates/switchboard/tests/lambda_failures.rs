@@ -1,5 +1,5 @@
 //! Lambda failures against the real gateway and a scriptable lambda in the
-//! test (test_support::extra::MockLambda), so that delays and failures are
+//! test (test_support::MockLambda), so that delays and failures are
 //! exact: a lambda that is down, slow (past `timeout_ms`), answers 5xx,
 //! garbage or the wrong number of results, or hangs up is retried (requests
 //! counted at the lambda), then `on_failure` applies (`drop`, `deliver_raw`,
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use test_support::extra::{
+use test_support::{
     answer_each, publish_many, wait_app_metric, write_config, Metrics, MockHandler, MockLambda,
     MockReply,
 };

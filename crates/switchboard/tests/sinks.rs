@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use caps::{command, next_event, wait_metric, Caps};
 use serde_json::{json, Value};
-use test_support::extra::read_json_lines;
 use test_support::php_script;
+use test_support::read_json_lines;
 use test_support::{eventually, free_port, PhpServer, WsClient, WAIT};
 
 /// Asks the lambda to buffer `records` to `sink` in one answer.

@@ -11,10 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::extra::{
-    gateway_with_config, publish_many, raw_get, rss_kib, Metrics, RawFrame, RawWs,
-};
 use test_support::{eventually, Gateway, LoggingPhp, WsClient, WAIT};
+use test_support::{gateway_with_config, publish_many, raw_get, rss_kib, Metrics, RawFrame, RawWs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Topic messages queued per connection before the policy applies.

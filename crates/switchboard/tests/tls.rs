@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use edge::{closed_within, read_status, BIN};
 use serde_json::{json, Value};
-use test_support::extra::{answer_each, gateway_with_config, Metrics, MockLambda, MockReply};
 use test_support::tls::{ServerCert, TestCa};
+use test_support::{answer_each, gateway_with_config, Metrics, MockLambda, MockReply};
 use test_support::{eventually, get, publish, within, Gateway, SseClient, TempDir, WsClient, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -192,7 +192,7 @@ async fn bad_tls_settings_stop_serve_without_showing_the_key() -> anyhow::Result
 }
 
 /// Answers `open` with accept, a push and a record for the sink `audit`.
-fn secure_lambda() -> test_support::extra::MockHandler {
+fn secure_lambda() -> test_support::MockHandler {
     Arc::new(|request: &Value| {
         if request.is_array() {
             return MockReply::Json(json!({})); // a sink batch

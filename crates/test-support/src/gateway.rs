@@ -1,6 +1,7 @@
 //! The real gateway as a child process on a port the OS picked.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::keep_lines;
+use crate::{keep_lines, TempDir};
 
 /// How long the gateway may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -168,6 +169,27 @@ fn parse_ready_line(line: &str) -> anyhow::Result<(SocketAddr, bool)> {
         .parse()
         .with_context(|| format!("bad address in gateway line: {line:?}"))?;
     Ok((addr, tls))
+}
+
+/// Writes `toml` to `switchboard.toml` in `dir`; pass the path with `--config`.
+pub fn write_config(dir: &TempDir, toml: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.path().join("switchboard.toml");
+    std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The gateway `bin` with [`write_config`] `toml` in `dir` as `--config`,
+/// and `args` after it.
+pub async fn gateway_with_config(
+    bin: &str,
+    dir: &TempDir,
+    toml: &str,
+    args: &[&str],
+) -> anyhow::Result<Gateway> {
+    let config = write_config(dir, toml)?;
+    let mut all = vec!["--config", config.to_str().context("UTF-8 temp path")?];
+    all.extend_from_slice(args);
+    Gateway::start(bin, &all).await
 }
 
 #[cfg(test)]

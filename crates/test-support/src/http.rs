@@ -3,7 +3,7 @@
 //! close). Raw on purpose: the tests see exactly the bytes the gateway sends.
 
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::tls::Stream;
@@ -315,6 +315,41 @@ impl BodyReader {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Publishes `datas` on `topic` in batches within the publish limits (1,000
+/// messages, 4 MiB); returns the ids.
+pub async fn publish_many(
+    http_url: &str,
+    topic: &str,
+    datas: &[Value],
+) -> anyhow::Result<Vec<String>> {
+    const BATCH_BYTES: usize = 3 << 20;
+    let mut ids = Vec::with_capacity(datas.len());
+    let mut chunks: Vec<&[Value]> = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, d) in datas.iter().enumerate() {
+        let size = d.to_string().len() + topic.len() + 32;
+        if i > start && (i - start == 1_000 || bytes + size > BATCH_BYTES) {
+            chunks.push(&datas[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < datas.len() {
+        chunks.push(&datas[start..]);
+    }
+    for chunk in chunks {
+        let messages: Vec<Value> = chunk
+            .iter()
+            .map(|d| json!({"topic": topic, "data": d}))
+            .collect();
+        let (status, body) = publish(http_url, None, &json!({ "messages": messages })).await?;
+        anyhow::ensure!(status == 200, "batch publish answered {status}: {body}");
+        let got = body["ids"].as_array().context("no ids in a batch answer")?;
+        ids.extend(got.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]

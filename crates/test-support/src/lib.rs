@@ -3,10 +3,13 @@
 //! to them with a timeout on every wait, so that no test can hang.
 
 pub mod brokers;
-pub mod extra;
 mod gateway;
 mod http;
+mod metrics;
+mod mock_lambda;
 mod php;
+mod process;
+mod raw_peer;
 mod sse;
 pub mod tls;
 mod ws;
@@ -15,10 +18,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use gateway::Gateway;
-pub use http::{get, http_request, publish, publish_raw, HttpResponse};
+pub use gateway::{gateway_with_config, write_config, Gateway};
+pub use http::{get, http_request, publish, publish_many, publish_raw, HttpResponse};
+pub use metrics::{wait_app_metric, Metrics};
+pub use mock_lambda::{answer_each, MockHandler, MockLambda, MockReply};
 pub use php::{php_script, repo_path, LoggingPhp, PhpServer};
-pub use sse::{SseClient, SseEvent};
+pub use process::{peak_rss_kib, process_alive, rss_kib};
+pub use raw_peer::{client_frame, raw_get, RawFrame, RawWs};
+pub use sse::{expect_sse_closed, SseClient, SseEvent};
 pub use ws::{WsClient, WsFrame};
 
 /// Default bound for a single wait in a test (a frame, an event, a response).
@@ -152,6 +159,16 @@ where
             }
         }
     });
+}
+
+/// Every line of a JSON-lines file (a lambda's or a sink's log); a missing
+/// file is empty, and a line not (yet) complete is skipped.
+pub fn read_json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
-use crate::extra::read_json_lines;
+use crate::read_json_lines;
 use crate::{eventually, forward_lines, free_port, TempDir, WAIT};
 
 /// `path` from the workspace root (the repository).

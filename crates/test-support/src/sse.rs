@@ -223,6 +223,20 @@ impl SseClient {
     }
 }
 
+/// Asserts the gateway's end of an SSE response: `event: closed` with
+/// `code`, then the end of the response.
+pub async fn expect_sse_closed(sse: &mut SseClient, code: u16) -> anyhow::Result<()> {
+    let event = sse.next_event(WAIT).await?;
+    assert_eq!(event.event.as_deref(), Some("closed"), "{event:?}");
+    assert_eq!(event.json()?["code"], code, "{event:?}");
+    assert_eq!(
+        sse.next_event_or_end(WAIT).await?,
+        None,
+        "the response ends"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ pub mod batch;
 pub mod dedup;
 pub mod rate_limit;
 pub mod sink;
-pub mod timer;
+pub mod timer_shards;
 
 #[cfg(test)]
 mod props;

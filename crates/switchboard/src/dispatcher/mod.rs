@@ -90,8 +90,9 @@ struct Worker {
     dev: bool,
 }
 
-/// What every app's dispatcher shares.
-pub struct Shared {
+/// The gateway's parts every app's dispatcher uses (one set, built in
+/// `gateway.rs`, lent to each `Dispatcher::start`).
+pub struct DispatcherParts {
     pub client: LambdaClient,
     pub broker: Arc<dyn Broker>,
     pub sinks: Arc<Sinks>,
@@ -105,7 +106,12 @@ pub struct Shared {
 }
 
 impl Dispatcher {
-    pub fn start(app: AppName, cfg: LambdaConfig, stats: Arc<AppStats>, shared: &Shared) -> Self {
+    pub fn start(
+        app: AppName,
+        cfg: LambdaConfig,
+        stats: Arc<AppStats>,
+        shared: &DispatcherParts,
+    ) -> Self {
         let queue = Arc::new(JobQueue::new(QUEUE));
         let calls = Arc::new(Semaphore::new(cfg.max_concurrency));
         let circuit = circuit::Circuit::new(cfg.circuit_failures, cfg.circuit_cooldown);

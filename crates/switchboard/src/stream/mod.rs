@@ -5,10 +5,10 @@
 
 pub mod action;
 mod bounds;
+mod named_timers;
 pub mod outbox;
 mod replay;
 mod subscription;
-mod timers;
 pub mod topics;
 
 use std::collections::{HashMap, VecDeque};
@@ -30,7 +30,7 @@ use action::Cause;
 use outbox::{Inbound, Outbox};
 use subscription::{Subscription, Verdict};
 
-use crate::capability::timer::TimerKind;
+use crate::capability::timer_shards::TimerKind;
 use tokio::time::Duration;
 
 /// Lambda events queued per stream before it counts as a slow consumer.
@@ -138,7 +138,7 @@ pub struct Stream {
     pending: VecDeque<Pending>,
     in_flight: Option<Pending>,
     resume: Option<Resume>,
-    timers: timers::NamedTimers,
+    timers: named_timers::NamedTimers,
     /// Bytes of its `send` data waiting for or in a lambda call (see `bounds`).
     send_bytes: usize,
 }
@@ -348,7 +348,7 @@ impl Connection {
             subs: Vec::new(),
             pending: VecDeque::new(),
             in_flight: None,
-            timers: timers::NamedTimers::default(),
+            timers: named_timers::NamedTimers::default(),
             send_bytes: 0,
             resume: resume.map(|r| match cursor::Cursor::parse(&r) {
                 Ok(c) => Resume::From(c),

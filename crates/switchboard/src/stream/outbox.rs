@@ -25,7 +25,7 @@ pub enum Inbound {
         slot: u32,
         topic: Topic,
     },
-    /// A timer came due (see `capability::timer`).
+    /// A timer came due (see `capability::timer_shards`).
     Timer {
         slot: u32,
         id: u64,

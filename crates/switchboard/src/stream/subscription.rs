@@ -13,7 +13,7 @@ use crate::broker::Message;
 use crate::capability::batch::Batcher;
 use crate::capability::dedup::Dedup;
 use crate::capability::rate_limit::RateLimiter;
-use crate::capability::timer::TimerToken;
+use crate::capability::timer_shards::TimerToken;
 
 pub(super) struct Subscription {
     pub topic: Topic,

@@ -292,13 +292,12 @@ async fn route(
                 Err(refused) => return Ok(too_many(refused)),
             };
             let app = p.trim_start_matches("/v1/sse/").to_owned();
-            let (mut params, resume) = query_params(req.uri().query());
+            let (params, resume) = query_params(req.uri().query());
             let last_event_id = req
                 .headers()
                 .get("last-event-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            params.remove("resume");
             let headers = header_map(&gw, req.headers());
             let resp = Box::pin(super::sse::open(
                 gw,
@@ -446,7 +445,9 @@ where
         .unwrap_or_else(|_| json_error(500, "error", "internal"))
 }
 
-/// Query parameters as JSON strings, and the `resume` cursor apart.
+/// Query parameters as JSON strings, and the `resume` cursor apart: the one
+/// place `resume` leaves the params (WebSocket shortcut and SSE alike), so a
+/// lambda never sees it as a param.
 fn query_params(query: Option<&str>) -> (Map<String, Value>, Option<String>) {
     let mut params = Map::new();
     let mut resume = None;
@@ -470,4 +471,20 @@ fn header_map(gw: &Gateway, headers: &hyper::HeaderMap) -> Map<String, Value> {
             Some((name.clone(), Value::String(v.to_owned())))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_params;
+    use serde_json::Value;
+
+    #[test]
+    fn resume_is_taken_out_of_the_params() {
+        let (params, resume) = query_params(Some("video=1&resume=e~t~7&b=x%20y"));
+        assert_eq!(resume.as_deref(), Some("e~t~7"));
+        assert!(!params.contains_key("resume"));
+        assert_eq!(params.get("video"), Some(&Value::String("1".into())));
+        assert_eq!(params.get("b"), Some(&Value::String("x y".into())));
+        assert_eq!(query_params(None), (serde_json::Map::new(), None));
+    }
 }

@@ -22,7 +22,7 @@ const BODY_CHUNKS: usize = 64;
 pub async fn open(
     gw: Arc<Gateway>,
     app: &str,
-    mut params: Map<String, Value>,
+    params: Map<String, Value>,
     resume: Option<String>,
     headers: Map<String, Value>,
     remote: String,
@@ -30,7 +30,6 @@ pub async fn open(
     let Ok(app) = AppName::new(app) else {
         return rejected(404, &format!("unknown app {app:?}"));
     };
-    params.remove("resume");
     let mut conn = Connection::new(gw.clone(), Transport::Sse, headers, remote);
     let Ok(name) = StreamName::new("sse") else {
         return json_error(500, "error", "internal");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use test_support::extra::{gateway_with_config, Metrics};
+use test_support::{gateway_with_config, Metrics};
 use test_support::{publish, within, Gateway, LoggingPhp, WsClient, WAIT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -158,7 +158,7 @@ pub async fn wait_metric(
     name: &str,
     pred: impl Fn(f64) -> bool,
 ) -> anyhow::Result<f64> {
-    test_support::extra::wait_app_metric(&caps.url(), name, APP, WAIT, pred).await
+    test_support::wait_app_metric(&caps.url(), name, APP, WAIT, pred).await
 }
 
 /// Milliseconds since the Unix epoch (to compare with `fired_at_ms`).

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use test_support::extra::{gateway_with_config, Metrics};
+use test_support::{gateway_with_config, Metrics};
 use test_support::{get, publish, within, Gateway, LoggingPhp, WsClient, WAIT};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

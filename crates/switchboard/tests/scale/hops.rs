@@ -2,8 +2,8 @@
 //! stops because every broker carries each message's hop count.
 
 use serde_json::json;
-use test_support::extra::{wait_app_metric, Metrics};
 use test_support::{php_script, within, Gateway, PhpServer, WsClient};
+use test_support::{wait_app_metric, Metrics};
 
 use super::harness::*;
 

@@ -3,6 +3,7 @@
 //! order, to a core subject that nodes subscribe to per topic of interest.
 
 mod connection;
+mod follower;
 mod subjects;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use crate::router::TopicRouter;
 const MIN_KEEP: Duration = Duration::from_secs(3600);
 
 pub struct NatsBroker {
-    shared: Arc<Shared>,
+    shared: Arc<NatsCore>,
 }
 
 /// A connection generation as the topic followers see it: `connected` moves
@@ -42,7 +43,9 @@ struct Session {
     store: u64,
 }
 
-struct Shared {
+/// The broker's core, shared by the `NatsBroker` handle, its connection
+/// task and the follower tasks: the client, readiness, epoch and this node's interest.
+struct NatsCore {
     router: Arc<TopicRouter>,
     client: async_nats::Client,
     js: jetstream::Context,
@@ -78,7 +81,7 @@ impl NatsBroker {
     ) -> anyhow::Result<Self> {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
         let client = connection::connect(url, ca, events_tx).await?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(NatsCore {
             router,
             js: jetstream::new(client.clone()),
             client,
@@ -110,7 +113,7 @@ impl Drop for NatsBroker {
     }
 }
 
-impl Shared {
+impl NatsCore {
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
             && self.client.connection_state() == async_nats::connection::State::Connected
@@ -313,7 +316,7 @@ impl Broker for NatsBroker {
 
     fn watch(&self, topic: &Topic) -> BoxFuture<'_, Result<(), BrokerError>> {
         let topic = topic.clone();
-        Box::pin(async move { connection::watch(&self.shared, topic).await })
+        Box::pin(async move { follower::watch(&self.shared, topic).await })
     }
 
     fn unwatch(&self, topic: &Topic) {

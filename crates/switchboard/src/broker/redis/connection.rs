@@ -14,7 +14,7 @@ use switchboard_protocol::{cursor, Topic};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{keys, message, unavailable, Command, Shared, Watched, CONFIRM_TIMEOUT};
+use super::{keys, message, unavailable, Command, RedisCore, Watched, CONFIRM_TIMEOUT};
 use crate::broker::epoch::backoff;
 use crate::broker::BrokerError;
 use crate::ops::supervise::Kept;
@@ -37,7 +37,7 @@ struct Session {
 
 /// Runs sessions until the broker is dropped. Restarted after a panic, it
 /// opens a new session: interest re-declared, every topic caught up.
-pub(super) async fn supervise(shared: Arc<Shared>, commands: Kept<mpsc::Receiver<Command>>) {
+pub(super) async fn supervise(shared: Arc<RedisCore>, commands: Kept<mpsc::Receiver<Command>>) {
     let mut commands_rx = commands.hold().await;
     let mut attempt = 0u32;
     loop {
@@ -85,7 +85,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, commands: Kept<mpsc::Receiver
 
 /// Connects, reads (or sets) the epoch, subscribes to every topic of
 /// interest, and catches each up from history before reading live messages.
-async fn open(shared: &Arc<Shared>) -> redis::RedisResult<Session> {
+async fn open(shared: &Arc<RedisCore>) -> redis::RedisResult<Session> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(CONFIRM_TIMEOUT));
@@ -159,7 +159,7 @@ fn timeout_error(what: &'static str) -> redis::RedisError {
 /// Delivers, in order, what history holds after the newest id this node
 /// delivered on `topic`; `gap` first if it no longer reaches back.
 async fn catch_up(
-    shared: &Shared,
+    shared: &RedisCore,
     conn: &mut MultiplexedConnection,
     topic: &Topic,
     lost_store: bool,
@@ -204,7 +204,7 @@ fn io_error(e: BrokerError) -> redis::RedisError {
 }
 
 /// Hands `m` to the router unless this node already delivered it (or later).
-fn deliver(shared: &Shared, m: Arc<crate::broker::Message>) {
+fn deliver(shared: &RedisCore, m: Arc<crate::broker::Message>) {
     {
         let mut state = shared.state.lock();
         let Some(w) = state.topics.get_mut(&m.topic) else {
@@ -224,7 +224,7 @@ fn deliver(shared: &Shared, m: Arc<crate::broker::Message>) {
 }
 
 /// One session: commands, live messages, and the pings that end it.
-async fn run(shared: &Arc<Shared>, mut s: Session, commands_rx: &mut mpsc::Receiver<Command>) {
+async fn run(shared: &Arc<RedisCore>, mut s: Session, commands_rx: &mut mpsc::Receiver<Command>) {
     let lost = CancellationToken::new();
     tokio::spawn(ping(
         shared.clone(),
@@ -252,7 +252,7 @@ async fn run(shared: &Arc<Shared>, mut s: Session, commands_rx: &mut mpsc::Recei
 
 /// Subscribes or unsubscribes, if the topic's interest still says so.
 /// False: the connection failed.
-async fn command(shared: &Shared, sink: &mut PubSubSink, c: Command) -> bool {
+async fn command(shared: &RedisCore, sink: &mut PubSubSink, c: Command) -> bool {
     match c {
         Command::Subscribe(topic, reply) => {
             if !shared.state.lock().topics.contains_key(&topic) {
@@ -284,7 +284,7 @@ async fn command(shared: &Shared, sink: &mut PubSubSink, c: Command) -> bool {
     }
 }
 
-fn on_live(shared: &Shared, m: &redis::Msg) {
+fn on_live(shared: &RedisCore, m: &redis::Msg) {
     let Some(topic) = keys::topic_of_channel(m.get_channel_name()) else {
         return;
     };
@@ -307,7 +307,7 @@ fn on_live(shared: &Shared, m: &redis::Msg) {
 /// Pings both connections and checks the epoch; cancels `lost` (and marks
 /// the node not ready at once) when either fails or the store was replaced.
 async fn ping(
-    shared: Arc<Shared>,
+    shared: Arc<RedisCore>,
     mut conn: MultiplexedConnection,
     mut sink: PubSubSink,
     lost: CancellationToken,
@@ -344,7 +344,7 @@ async fn ping(
 /// Declares this node's interest in `topic`: records it with the position
 /// before subscribing (where a later catch-up starts), then has the session
 /// subscribe; resolves once Redis confirmed the subscription.
-pub(super) async fn watch(shared: &Arc<Shared>, topic: Topic) -> Result<(), BrokerError> {
+pub(super) async fn watch(shared: &Arc<RedisCore>, topic: Topic) -> Result<(), BrokerError> {
     let conn = shared.state.lock().conn.clone();
     let base = match conn {
         Some(mut c) => shared

@@ -32,10 +32,12 @@ const META_TTL: Duration = Duration::from_secs(24 * 3600);
 const COMMAND_QUEUE: usize = 1024;
 
 pub struct RedisBroker {
-    shared: Arc<Shared>,
+    shared: Arc<RedisCore>,
 }
 
-struct Shared {
+/// The broker's core, shared by the `RedisBroker` handle and its
+/// connection task: the client, readiness, epoch and this node's interest.
+struct RedisCore {
     router: Arc<TopicRouter>,
     client: redis::Client,
     ready: AtomicBool,
@@ -107,7 +109,7 @@ impl RedisBroker {
         }
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", connection::redact(url)))?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RedisCore {
             router,
             client,
             ready: AtomicBool::new(false),
@@ -137,7 +139,7 @@ impl Drop for RedisBroker {
     }
 }
 
-impl Shared {
+impl RedisCore {
     fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
         self.state
             .lock()

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::Origin;
-use crate::capability::timer::unix_ms;
+use crate::capability::timer_shards::unix_ms;
 use crate::gateway::Sinks;
 use crate::stream::Connection;
 

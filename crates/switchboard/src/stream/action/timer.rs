@@ -31,6 +31,6 @@ pub(super) fn set(
 pub(super) fn cancel(conn: &mut Connection, slot: u32, name: &str) {
     if let Some(s) = conn.streams.get_mut(&slot) {
         s.timers.cancel(name);
-        crate::stream::timers::drop_queued_ticks(&mut s.pending, name);
+        crate::stream::named_timers::drop_queued_ticks(&mut s.pending, name);
     }
 }

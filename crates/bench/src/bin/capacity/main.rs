@@ -8,6 +8,10 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`) divided by the operations done, so a busy
 //! shared machine inflates wall time more than these numbers.
 
+mod local_lambda;
+mod measure;
+mod rounds;
+
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -26,7 +30,7 @@ use switchboard::capability::batch::Batcher;
 use switchboard::capability::dedup::Dedup;
 use switchboard::capability::rate_limit::RateLimiter;
 use switchboard::capability::sink::{self, Sink, SinkConfig, SinkTarget};
-use switchboard::capability::timer::{TimerKind, TimerToken, Timers};
+use switchboard::capability::timer_shards::{TimerKind, TimerToken, Timers};
 use switchboard::dispatcher::LambdaClient;
 use switchboard::ops::config::SlowConsumer;
 use switchboard::stream::outbox::{Inbound, Outbox};
@@ -38,6 +42,10 @@ use switchboard_protocol::Topic;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use local_lambda::*;
+use measure::*;
+use rounds::*;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,106 +65,6 @@ struct Args {
     /// Bytes of each message's JSON data.
     #[arg(long, default_value_t = 100)]
     payload: usize,
-}
-
-/// One measured figure.
-struct Figure {
-    name: &'static str,
-    unit: &'static str,
-    cpu_us: f64,
-    wall_us: f64,
-}
-
-/// CPU time of `clock` (a thread's or the process's) in nanoseconds.
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec that we own.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn thread_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-fn process_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// What one round measured: operations, CPU and wall nanoseconds.
-struct Sample {
-    ops: u64,
-    cpu_ns: u64,
-    wall_ns: u64,
-}
-
-/// Measures `f`, which does and returns a number of operations.
-fn sample(f: impl FnOnce() -> u64) -> Sample {
-    let (c0, w0) = (thread_cpu_ns(), StdInstant::now());
-    let ops = f();
-    Sample {
-        ops,
-        cpu_ns: thread_cpu_ns() - c0,
-        wall_ns: w0.elapsed().as_nanos() as u64,
-    }
-}
-
-/// Runs `round` `rounds` times after one warm-up round; median CPU and wall
-/// microseconds per operation.
-fn measure_rounds(
-    name: &'static str,
-    unit: &'static str,
-    rounds: usize,
-    mut round: impl FnMut() -> Sample,
-) -> Figure {
-    round();
-    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let s = round();
-        let ops = s.ops.max(1) as f64;
-        cpu.push(s.cpu_ns as f64 / ops / 1000.0);
-        wall.push(s.wall_ns as f64 / ops / 1000.0);
-    }
-    Figure {
-        name,
-        unit,
-        cpu_us: median(cpu),
-        wall_us: median(wall),
-    }
-}
-
-/// [`measure_rounds`] where the whole round is measured; `round` returns its operations.
-fn measure(
-    name: &'static str,
-    unit: &'static str,
-    rounds: usize,
-    mut round: impl FnMut() -> u64,
-) -> Figure {
-    measure_rounds(name, unit, rounds, || sample(&mut round))
-}
-
-/// Like [`measure`] for async work on a current-thread runtime (all of it
-/// runs on this thread, so the thread's CPU time covers it).
-fn measure_async<F, Fut>(
-    rt: &tokio::runtime::Runtime,
-    name: &'static str,
-    unit: &'static str,
-    rounds: usize,
-    mut round: F,
-) -> Figure
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = u64>,
-{
-    measure(name, unit, rounds, || rt.block_on(round()))
 }
 
 fn data_of(n: usize, payload: usize) -> Box<RawValue> {
@@ -525,175 +433,4 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Appends `n` records to a fresh file sink, then drains it; the records written.
-async fn sink_round(path: std::path::PathBuf, n: usize, data: &RawValue) -> u64 {
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let cfg = SinkConfig {
-        name: "bench".into(),
-        target: SinkTarget::File {
-            path,
-            max_bytes: u64::MAX,
-            keep: 1,
-        },
-        batch_size: 500,
-        flush_interval: Duration::from_secs(1),
-        max_buffer: 100_000,
-        max_buffer_bytes: 1 << 30,
-    };
-    let sink = Sink::start(cfg, LambdaClient::default(), stop.clone(), &tracker);
-    for i in 0..n {
-        let rec = sink::record("live_comments", "a1b2c3d4-17", 1_700_000_000_000, data);
-        sink.append(Bytes::from(rec));
-        if i % 1_000 == 999 {
-            // The sink's queue is bounded; let its task (on this thread) take them.
-            tokio::task::yield_now().await;
-        }
-    }
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    let dropped = sink.stats.records_dropped.get();
-    assert_eq!(dropped, 0, "the benchmark must not overflow the sink");
-    sink.stats.records_written.get()
-}
-
-/// Arms one timer; while the shard's bounded queue is full, lets the shard
-/// run (it shares this thread) and tries again.
-async fn arm(
-    timers: &Timers,
-    outbox: &Arc<Outbox>,
-    after: Duration,
-    every: Option<Duration>,
-) -> Arc<TimerToken> {
-    loop {
-        match timers.set(outbox, 0, TimerKind::Named(Arc::from("t")), after, every) {
-            Ok(token) => return token,
-            Err(_) => tokio::task::yield_now().await,
-        }
-    }
-}
-
-/// Takes fires from `outbox` until `n` timer items came in.
-async fn drain_timers(outbox: &Outbox, n: usize) -> usize {
-    let mut q = VecDeque::new();
-    let mut fired = 0;
-    while fired < n {
-        outbox.ready().await;
-        outbox.take(&mut q);
-        fired += q
-            .drain(..)
-            .filter(|i| matches!(i, Inbound::Timer { .. }))
-            .count();
-    }
-    fired
-}
-
-/// The WS frame of a direct delivery to one stream, as transport::ws builds
-/// it: a per-stream head (with the frame header right-aligned before it) and
-/// the message's shared tail.
-fn direct_frame(msg: &Message) -> (Bytes, Bytes) {
-    let mut head = Vec::with_capacity(96);
-    head.resize(MAX_HEADER, 0);
-    event_head(&mut head, "c1", Some(msg.single_topic_cursor()), None);
-    let tail = msg.ws_tail().clone();
-    let payload = head.len() - MAX_HEADER + tail.len();
-    let mut header = [0u8; MAX_HEADER];
-    let n = write_header(Opcode::Text, payload, &mut header);
-    head[MAX_HEADER - n..MAX_HEADER].copy_from_slice(&header[..n]);
-    (Bytes::from(head).slice(MAX_HEADER - n..), tail)
-}
-
-/// The stream a measured lambda event belongs to.
-fn stream_ref(state: &RawValue) -> StreamRef<'_> {
-    StreamRef {
-        id: "a1b2c3d4-17",
-        state: Some(state),
-    }
-}
-
-/// A lambda's answer: one push per event.
-fn answer_body(events: usize) -> Vec<u8> {
-    let one = json!({"actions": [{"type": "push", "event": "comment",
-        "data": {"text": "hello", "by": "php", "count": 18}}]});
-    json!({ "results": vec![one; events] })
-        .to_string()
-        .into_bytes()
-}
-
-/// The smallest lambda: canned answers over HTTP/1.1 keep-alive, one OS
-/// thread per connection, outside the measured thread.
-struct MinimalLambda {
-    port: u16,
-    events: Arc<AtomicUsize>,
-}
-
-impl MinimalLambda {
-    fn start() -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let events = Arc::new(AtomicUsize::new(1));
-        let shared = events.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let events = shared.clone();
-                std::thread::spawn(move || serve(conn, &events));
-            }
-        });
-        Ok(Self { port, events })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    /// How many results each answer holds from now on.
-    fn answer_events(&self, n: usize) {
-        self.events.store(n, Ordering::SeqCst);
-    }
-}
-
-fn serve(mut conn: TcpStream, events: &AtomicUsize) {
-    let _ = conn.set_nodelay(true);
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut answers: Vec<Option<Vec<u8>>> = vec![None; 64];
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut tmp = [0u8; 64 * 1024];
-            match conn.read(&mut tmp) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut tmp = [0u8; 64 * 1024];
-            match conn.read(&mut tmp) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        }
-        buf.drain(..head_end + len);
-        let n = events.load(Ordering::SeqCst).min(63);
-        let body = answers[n].get_or_insert_with(|| answer_body(n));
-        let mut out = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(body);
-        if conn.write_all(&out).is_err() {
-            return;
-        }
-    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::time::Duration;
 
 use super::{Connection, Out, Pending};
-use crate::capability::timer::{unix_ms, TimerKind, TimerToken};
+use crate::capability::timer_shards::{unix_ms, TimerKind, TimerToken};
 
 /// Most named timers one stream may hold.
 pub const MAX_TIMERS_PER_STREAM: usize = 32;
@@ -26,7 +26,7 @@ pub(super) struct NamedTimers {
 }
 
 impl NamedTimers {
-    /// Dropping the token is the cancel (see `capability::timer`).
+    /// Dropping the token is the cancel (see `capability::timer_shards`).
     pub fn cancel(&mut self, name: &str) {
         self.timers.remove(name);
     }

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use test_support::extra::publish_many;
+use test_support::publish_many;
 use test_support::{
     cursor_position, eventually, parse_cursor, publish, Gateway, LoggingPhp, SseClient, SseEvent,
     WsClient, WAIT,
 };
+
+mod lambda;
+mod load;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Messages a topic keeps by default (PROTOCOL.md).
@@ -106,96 +109,6 @@ async fn expect_nothing(ws: &mut WsClient, stream: &str, quiet: Duration) {
     assert!(extra.is_err(), "unexpected frame: {extra:?}");
 }
 
-#[tokio::test]
-async fn ws_resume_replays_after_the_cursor_in_order_then_goes_live() -> anyhow::Result<()> {
-    let gateway = pubsub().await?;
-    let mut ws = connect(&gateway).await?;
-    open(&mut ws, "c1", "pubsub", json!({"topic": "t"}), None).await?;
-    publish_range(&gateway, "t", 1..=5).await?;
-    // The client saw 1..3 before its connection dropped.
-    let cursor = expect_contiguous(&mut ws, "c1", "t", 0, 3).await?;
-    drop(ws);
-
-    publish_range(&gateway, "t", 6..=10).await?;
-    let mut ws = connect(&gateway).await?;
-    open(&mut ws, "r", "pubsub", json!({"topic": "t"}), Some(&cursor)).await?;
-    expect_contiguous(&mut ws, "r", "t", 3, 7).await?;
-    publish_range(&gateway, "t", 11..=12).await?;
-    expect_contiguous(&mut ws, "r", "t", 10, 2).await?;
-    expect_nothing(&mut ws, "r", Duration::from_millis(300)).await;
-    Ok(())
-}
-
-#[tokio::test]
-async fn ws_resume_from_the_newest_position_replays_nothing() -> anyhow::Result<()> {
-    let gateway = pubsub().await?;
-    let mut ws = connect(&gateway).await?;
-    open(&mut ws, "c1", "pubsub", json!({"topic": "t"}), None).await?;
-    publish_range(&gateway, "t", 1..=2).await?;
-    let cursor = expect_contiguous(&mut ws, "c1", "t", 0, 2).await?;
-
-    let mut again = connect(&gateway).await?;
-    open(
-        &mut again,
-        "r",
-        "pubsub",
-        json!({"topic": "t"}),
-        Some(&cursor),
-    )
-    .await?;
-    expect_nothing(&mut again, "r", Duration::from_millis(300)).await;
-    publish_range(&gateway, "t", 3..=3).await?;
-    expect_contiguous(&mut again, "r", "t", 2, 1).await?;
-    Ok(())
-}
-
-/// How far the publisher may run ahead of the client: well within the
-/// history, so that a resume never legitimately needs a `gap`.
-const AHEAD: u64 = 300;
-
-/// Publishes `{"n": k}` on each of `topics` in turn, in small batches, as fast
-/// as it can (but at most [`AHEAD`] messages past `consumed`) until `stop`,
-/// counting every message in `progress`; returns how many it published per topic.
-fn spawn_publisher(
-    http_url: String,
-    topics: Vec<String>,
-    stop: Arc<AtomicBool>,
-    progress: Arc<AtomicU64>,
-    consumed: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<anyhow::Result<Vec<u64>>> {
-    tokio::spawn(async move {
-        let mut counts = vec![0u64; topics.len()];
-        while !stop.load(Ordering::Relaxed) {
-            if progress.load(Ordering::Relaxed) > consumed.load(Ordering::Relaxed) + AHEAD {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                continue;
-            }
-            for (i, topic) in topics.iter().enumerate() {
-                let messages: Vec<Value> = (1..=3)
-                    .map(|k| json!({"topic": topic, "data": {"n": counts[i] + k}}))
-                    .collect();
-                let (status, body) =
-                    publish(&http_url, None, &json!({ "messages": messages })).await?;
-                anyhow::ensure!(status == 200, "publish answered {status}: {body}");
-                counts[i] += 3;
-                progress.fetch_add(3, Ordering::Relaxed);
-            }
-        }
-        Ok(counts)
-    })
-}
-
-/// Waits until the publisher has published 30 more messages (or as many as
-/// it may run ahead of the client).
-async fn backlog(progress: &AtomicU64, consumed: &AtomicU64) -> anyhow::Result<()> {
-    let from = progress.load(Ordering::Relaxed);
-    let target = (from + 30).min(consumed.load(Ordering::Relaxed) + AHEAD);
-    eventually(WAIT, "a backlog of publishes", || {
-        (progress.load(Ordering::Relaxed) >= target).then_some(())
-    })
-    .await
-}
-
 /// Per-topic contiguity of what one resumed stream receives.
 struct Seen {
     topics: Vec<String>,
@@ -238,62 +151,6 @@ impl Seen {
     }
 }
 
-/// A client drops its connection and resumes, round after round, while a
-/// publisher publishes without pause: every message arrives exactly once.
-async fn resume_rounds_under_load(topics: &[&str]) -> anyhow::Result<()> {
-    let gateway = pubsub().await?;
-    let params = json!({ "topic": topics.join(",") });
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut ws = connect(&gateway).await?;
-    open(&mut ws, "s", "pubsub", params.clone(), None).await?;
-    let progress = Arc::new(AtomicU64::new(0));
-    let consumed = Arc::new(AtomicU64::new(0));
-    let publisher = spawn_publisher(
-        gateway.http_url(),
-        topics.iter().map(|t| t.to_string()).collect(),
-        stop.clone(),
-        progress.clone(),
-        consumed.clone(),
-    );
-
-    let mut seen = Seen::new(topics, vec![0; topics.len()]);
-    let mut cursor = String::new();
-    for round in 0..8 {
-        // Take a few events live, then drop the connection abruptly.
-        for _ in 0..(5 + round * 3) {
-            let frame = next_delivery(&mut ws, "s").await?;
-            seen.take(&frame);
-            consumed.fetch_add(1, Ordering::Relaxed);
-            cursor = frame["id"].as_str().expect("id").to_owned();
-        }
-        drop(ws);
-        // A backlog to replay, while publishing goes on during the resume.
-        backlog(&progress, &consumed).await?;
-        ws = connect(&gateway).await?;
-        open(&mut ws, "s", "pubsub", params.clone(), Some(&cursor)).await?;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let published = publisher.await??;
-    // Everything published reaches the last resumed stream, once.
-    while seen.last != published {
-        let frame = next_delivery(&mut ws, "s").await?;
-        seen.take(&frame);
-    }
-    expect_nothing(&mut ws, "s", Duration::from_millis(300)).await;
-    Ok(())
-}
-
-#[tokio::test]
-async fn ws_resume_while_publishing_loses_and_doubles_nothing() -> anyhow::Result<()> {
-    resume_rounds_under_load(&["live"]).await
-}
-
-#[tokio::test]
-async fn ws_resume_of_two_topics_while_publishing_loses_and_doubles_nothing() -> anyhow::Result<()>
-{
-    resume_rounds_under_load(&["left", "right"]).await
-}
-
 /// Checks an SSE event as the next message of `topic` after `after`.
 fn assert_sse_message(event: &SseEvent, topic: &str, want: u64) {
     assert_eq!(event.event, None, "{event:?}");
@@ -302,60 +159,47 @@ fn assert_sse_message(event: &SseEvent, topic: &str, want: u64) {
     assert_eq!(event.json().expect("JSON data")["n"], want, "{event:?}");
 }
 
-/// SSE: resume by `Last-Event-ID` (header) or `?resume=` while publishing.
-async fn sse_resume_under_load(by_header: bool) -> anyhow::Result<()> {
+#[tokio::test]
+async fn ws_resume_replays_after_the_cursor_in_order_then_goes_live() -> anyhow::Result<()> {
     let gateway = pubsub().await?;
-    let url = gateway.url("/v1/sse/pubsub?topic=feed");
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut sse = SseClient::connect(&url, &[]).await?;
-    assert_eq!(sse.status(), 200);
-    let progress = Arc::new(AtomicU64::new(0));
-    let consumed = Arc::new(AtomicU64::new(0));
-    let publisher = spawn_publisher(
-        gateway.http_url(),
-        vec!["feed".into()],
-        stop.clone(),
-        progress.clone(),
-        consumed.clone(),
-    );
+    let mut ws = connect(&gateway).await?;
+    open(&mut ws, "c1", "pubsub", json!({"topic": "t"}), None).await?;
+    publish_range(&gateway, "t", 1..=5).await?;
+    // The client saw 1..3 before its connection dropped.
+    let cursor = expect_contiguous(&mut ws, "c1", "t", 0, 3).await?;
+    drop(ws);
 
-    let mut last = 0;
-    let mut cursor = String::new();
-    for round in 0..6 {
-        for _ in 0..(4 + round * 3) {
-            let event = sse.next_event(WAIT).await?;
-            assert_sse_message(&event, "feed", last + 1);
-            last += 1;
-            consumed.store(last, Ordering::Relaxed);
-            cursor = event.id.clone().expect("id");
-        }
-        drop(sse);
-        backlog(&progress, &consumed).await?;
-        sse = if by_header {
-            SseClient::connect(&url, &[("Last-Event-ID", &cursor)]).await?
-        } else {
-            SseClient::connect(&format!("{url}&resume={cursor}"), &[]).await?
-        };
-        assert_eq!(sse.status(), 200);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let published = publisher.await??[0];
-    while last < published {
-        let event = sse.next_event(WAIT).await?;
-        assert_sse_message(&event, "feed", last + 1);
-        last += 1;
-    }
+    publish_range(&gateway, "t", 6..=10).await?;
+    let mut ws = connect(&gateway).await?;
+    open(&mut ws, "r", "pubsub", json!({"topic": "t"}), Some(&cursor)).await?;
+    expect_contiguous(&mut ws, "r", "t", 3, 7).await?;
+    publish_range(&gateway, "t", 11..=12).await?;
+    expect_contiguous(&mut ws, "r", "t", 10, 2).await?;
+    expect_nothing(&mut ws, "r", Duration::from_millis(300)).await;
     Ok(())
 }
 
 #[tokio::test]
-async fn sse_last_event_id_resumes_while_publishing() -> anyhow::Result<()> {
-    sse_resume_under_load(true).await
-}
+async fn ws_resume_from_the_newest_position_replays_nothing() -> anyhow::Result<()> {
+    let gateway = pubsub().await?;
+    let mut ws = connect(&gateway).await?;
+    open(&mut ws, "c1", "pubsub", json!({"topic": "t"}), None).await?;
+    publish_range(&gateway, "t", 1..=2).await?;
+    let cursor = expect_contiguous(&mut ws, "c1", "t", 0, 2).await?;
 
-#[tokio::test]
-async fn sse_resume_query_resumes_while_publishing() -> anyhow::Result<()> {
-    sse_resume_under_load(false).await
+    let mut again = connect(&gateway).await?;
+    open(
+        &mut again,
+        "r",
+        "pubsub",
+        json!({"topic": "t"}),
+        Some(&cursor),
+    )
+    .await?;
+    expect_nothing(&mut again, "r", Duration::from_millis(300)).await;
+    publish_range(&gateway, "t", 3..=3).await?;
+    expect_contiguous(&mut again, "r", "t", 2, 1).await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -531,116 +375,6 @@ async fn a_multi_topic_cursor_resumes_each_topic_and_an_absent_topic_starts_live
     publish_range(&gateway, "b", 6..=6).await?;
     let live = next_delivery(&mut ws, "x").await?;
     assert_eq!(live["data"]["n"], 6, "b is live from here: {live}");
-    Ok(())
-}
-
-/// A gateway whose app `delivery` is `tests/php/delivery.php`, logging events.
-struct PhpLambda {
-    gateway: Gateway,
-    lambda: LoggingPhp,
-}
-
-impl PhpLambda {
-    async fn start() -> anyhow::Result<Self> {
-        let lambda = LoggingPhp::start("switchboard-resume", "delivery.php", &[]).await?;
-        let app = format!("delivery={}", lambda.url());
-        let gateway = Gateway::start(BIN, &["--app", &app]).await?;
-        Ok(Self { gateway, lambda })
-    }
-
-    /// `message` events the lambda got for message `id` of `topic`.
-    fn message_events(&self, topic: &str, id: u64) -> Vec<Value> {
-        let id = id.to_string();
-        self.lambda
-            .events()
-            .into_iter()
-            .filter(|e| {
-                e["type"] == "message" && e["topic"] == topic && e["id"].as_str() == Some(&id)
-            })
-            .collect()
-    }
-}
-
-/// The next `msg` push of `stream`, checked as marked by PHP for message `want`.
-async fn expect_marked(
-    ws: &mut WsClient,
-    stream: &str,
-    topic: &str,
-    want: u64,
-) -> anyhow::Result<String> {
-    let frame = next_delivery(ws, stream).await?;
-    assert_eq!(frame["type"], "event", "{frame}");
-    assert_eq!(frame["event"], "msg", "{frame}");
-    assert_eq!(frame["data"]["marked"], "php", "{frame}");
-    assert_eq!(frame["data"]["id"], want.to_string(), "{frame}");
-    assert_eq!(frame["data"]["data"]["n"], want, "{frame}");
-    let cursor = frame["id"]
-        .as_str()
-        .expect("a push answering a message has an id");
-    assert_eq!(position(cursor, topic), want, "{frame}");
-    Ok(cursor.to_owned())
-}
-
-#[tokio::test]
-async fn replayed_messages_of_a_lambda_topic_go_through_the_lambda() -> anyhow::Result<()> {
-    let php = PhpLambda::start().await?;
-    let gateway = &php.gateway;
-    let mut ws = connect(gateway).await?;
-    open(&mut ws, "c", "delivery", json!({"topic": "lam"}), None).await?;
-    publish_range(gateway, "lam", 1..=3).await?;
-    let cursor = expect_marked(&mut ws, "c", "lam", 1).await?;
-    expect_marked(&mut ws, "c", "lam", 2).await?;
-    expect_marked(&mut ws, "c", "lam", 3).await?;
-    drop(ws);
-    // The first stream is gone (its close reached the lambda) before 4 and 5.
-    eventually(WAIT, "the first stream's close at the lambda", || {
-        php.lambda
-            .events()
-            .iter()
-            .any(|e| e["type"] == "close")
-            .then_some(())
-    })
-    .await?;
-
-    publish_range(gateway, "lam", 4..=5).await?;
-    let mut ws = connect(gateway).await?;
-    open(
-        &mut ws,
-        "c",
-        "delivery",
-        json!({"topic": "lam"}),
-        Some(&cursor),
-    )
-    .await?;
-    for want in 2..=5 {
-        expect_marked(&mut ws, "c", "lam", want).await?;
-    }
-    publish_range(gateway, "lam", 6..=6).await?;
-    expect_marked(&mut ws, "c", "lam", 6).await?;
-
-    // 2 and 3 went to the lambda twice (live, then replayed), 4 and 5 once
-    // (the first stream was gone), 6 once.
-    for (id, times) in [(1, 1), (2, 2), (3, 2), (4, 1), (5, 1), (6, 1)] {
-        assert_eq!(
-            php.message_events("lam", id).len(),
-            times,
-            "message {id}: {:?}",
-            php.lambda.events()
-        );
-    }
-
-    // SSE resumes through the lambda too.
-    let url = gateway.url("/v1/sse/delivery?topic=lam");
-    let mut sse = SseClient::connect(&url, &[("Last-Event-ID", &cursor)]).await?;
-    assert_eq!(sse.status(), 200);
-    for want in 2..=6u64 {
-        let event = sse.next_event(WAIT).await?;
-        assert_eq!(event.event.as_deref(), Some("msg"), "{event:?}");
-        let data = event.json()?;
-        assert_eq!(data["marked"], "php", "{event:?}");
-        assert_eq!(data["id"], want.to_string(), "{event:?}");
-        assert_eq!(position(event.id.as_deref().expect("id"), "lam"), want);
-    }
     Ok(())
 }
 
