@@ -5,6 +5,8 @@
 //! outside its app's `topics`, a topic flood in one open, an open flood on
 //! one connection. After each, a well-behaved client is still served.
 
+mod edge;
+
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -298,5 +300,30 @@ async fn an_open_flood_gets_429_open_rate_while_another_connection_opens_fine() 
     publish_many(&gw.http_url(), "f", &[json!("ok")]).await?;
     assert_eq!(next_event_on(&mut other, "f").await?["data"], "ok");
     assert_eq!(get(&gw.url("/healthz")).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_open_past_the_stream_limit_is_rejected_naming_the_limit() -> anyhow::Result<()> {
+    let edge = edge::EdgeGateway::start("[limits]\nmax_streams_per_connection = 2").await?;
+    let gw = &edge.gateway;
+    let mut ws = WsClient::connect(&gw.ws_url("/v1/ws")).await?;
+    for name in ["a", "b"] {
+        let reply = ws.open(name, "pubsub", json!({"topic": "calm"})).await?;
+        assert_eq!(reply["type"], "opened", "{reply}");
+    }
+    let reply = ws.open("c", "pubsub", json!({"topic": "calm"})).await?;
+    assert_eq!(reply["type"], "rejected", "{reply}");
+    assert_eq!(reply["code"], 400, "{reply}");
+    assert_eq!(reply["reason"], "too_many_streams", "{reply}");
+    // The two open streams go on, and so does another connection.
+    let mut other = edge::subscriber(gw, "calm").await?;
+    edge::still_serves(gw, None, &mut other, "calm", 1).await?;
+    for name in ["a", "b"] {
+        let ev = ws
+            .recv_until(|v| v["stream"] == name && v["type"] == "event", WAIT)
+            .await?;
+        assert_eq!(ev["data"]["n"], 1, "{ev}");
+    }
     Ok(())
 }

@@ -310,13 +310,12 @@ impl Connection {
             return;
         }
         if self.streams.len() >= self.gw.config.limits.max_streams_per_connection {
-            out.push(Out::Error {
-                stream: Some(name.as_str().to_owned()),
-                code: ErrorCode::TooManyStreams,
-                message: format!(
-                    "a connection holds at most {} streams",
-                    self.gw.config.limits.max_streams_per_connection
-                ),
+            // PROTOCOL v1.1: an open over a count limit is `rejected` 400,
+            // the reason naming the limit.
+            out.push(Out::Rejected {
+                stream: name,
+                code: 400,
+                reason: "too_many_streams".into(),
             });
             return;
         }
