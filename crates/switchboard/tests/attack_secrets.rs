@@ -166,6 +166,18 @@ async fn bad_configs_stop_serve_without_showing_secrets() -> anyhow::Result<()> 
         assert!(out.iter().any(|l| l.contains("line")), "{out:?}");
         assert_no_secret(&out, &secrets);
     }
+    // A lambda or sink URL with a token in it, refused for its shape: the
+    // error names the URL with the token masked.
+    for file in [
+        format!("[apps.chat]\nlambda = \"ftp://bot:{pw}@127.0.0.1/x\"\n"),
+        format!("[apps.chat]\nlambda = \"http://bot:{pw}@127.0.0.1 /x\"\n"),
+        format!("[sinks.log]\nkind = \"http\"\nurl = \"ftp://bot:{pw}@127.0.0.1/x\"\n"),
+    ] {
+        let path = write_config(&dir, &file)?;
+        let out = refused(&["--config", path.to_str().expect("UTF-8 path")], &[])?;
+        assert!(out.iter().any(|l| l.contains("***")), "{out:?}");
+        assert_no_secret(&out, &secrets);
+    }
     // A key given twice, a key file that is not there, a public listener
     // without a publish key, metrics behind an admin key that is not set.
     let missing = dir.path().join("missing.key");

@@ -341,9 +341,12 @@ fn sink_config(name: String, raw: RawSink) -> anyhow::Result<crate::capability::
                 .with_context(|| format!("sink {name}: an http sink needs `url`"))?;
             let parsed: hyper::Uri = url
                 .parse()
-                .with_context(|| format!("sink {name}: url {url:?}"))?;
+                .with_context(|| format!("sink {name}: url {:?}", redact_url(&url)))?;
             if !is_http_url(&parsed) {
-                bail!("sink {name}: url {url:?} must be http(s)://HOST[:PORT]/PATH");
+                bail!(
+                    "sink {name}: url {:?} must be http(s)://HOST[:PORT]/PATH",
+                    redact_url(&url)
+                );
             }
             SinkTarget::Http {
                 url: parsed,
@@ -460,11 +463,11 @@ fn app_config(name: &str, raw: RawApp) -> anyhow::Result<AppConfig> {
     let url: hyper::Uri = raw
         .lambda
         .parse()
-        .with_context(|| format!("app {name}: lambda URL {:?}", raw.lambda))?;
+        .with_context(|| format!("app {name}: lambda URL {:?}", redact_url(&raw.lambda)))?;
     if !is_http_url(&url) {
         bail!(
             "app {name}: lambda URL {:?} must be http(s)://HOST[:PORT]/PATH (or `direct`)",
-            raw.lambda
+            redact_url(&raw.lambda)
         );
     }
     let lambda = LambdaConfig {
