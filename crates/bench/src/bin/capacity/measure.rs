@@ -87,7 +87,7 @@ pub(super) fn measure(
     measure_rounds(name, unit, rounds, || sample(&mut round))
 }
 
-/// Like [`measure`] for async work on a current-thread runtime (all of it
+/// Like [`measure()`] for async work on a current-thread runtime (all of it
 /// runs on this thread, so the thread's CPU time covers it).
 pub(super) fn measure_async<F, Fut>(
     rt: &tokio::runtime::Runtime,

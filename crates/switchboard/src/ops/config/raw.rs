@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{MetricsAuth, RawHistory, RawHttp};
-/// Keys of the config file. Every field is optional; defaults are in [`Config`].
+/// Keys of the config file. Every field is optional; defaults are in [`Config`](super::Config).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
